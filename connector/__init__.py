@@ -1,0 +1,1 @@
+"""order-sync: pushes canonical order changes from Kafka to commerce platforms."""

@@ -1,0 +1,249 @@
+"""The settings tree (CONTRACT §2): environment (`ORDER_SYNC_`, `__` nesting) over an optional YAML file.
+
+Config is data: `load_settings` builds one `Settings` at start-up and it is passed down explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from connector.errors import ConfigError
+from connector.models import Platform
+
+ENV_PREFIX = "ORDER_SYNC_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "localhost:9092"
+    group_id: str = "order-sync"
+    input_topic: str = "orders.changed"
+    success_topic: str = "orders.sync.succeeded"
+    failure_topic: str = "orders.sync.failed"
+    dlq_topic: str = "orders.changed.dlq"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    session_timeout_ms: int = Field(default=30_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    #: How often completed offsets are committed (they are also committed on revoke and shutdown).
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    max_poll_records: int = Field(default=500, ge=1)
+    #: Upper bound on one input message; larger values go to the DLQ (reason `decode`).
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    lag_refresh_s: float = Field(default=10.0, gt=0)
+
+
+class IdempotencySettings(_Section):
+    url: SecretStr = SecretStr("sqlite:///order-sync.db")
+    retention_hours: float = Field(default=168, gt=0)
+    purge_interval_s: float = Field(default=300, gt=0)
+    purge_batch: int = Field(default=1000, ge=1)
+    #: A claim older than this is presumed abandoned by a dead replica and may be taken over.
+    claim_lease_s: float = Field(default=60, gt=0)
+    timeout_s: float = Field(default=5, gt=0)
+
+
+class HttpSettings(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+class PlatformSettings(_Section):
+    """Settings shared by every platform; subclasses add credentials and defaults."""
+
+    enabled: bool | None = None
+    base_url: str | None = None
+    auth_refresh_on: list[int] = Field(default_factory=lambda: [401])
+    max_concurrency: int = Field(default=32, ge=1)
+    rate_limit_rps: float = Field(default=0, ge=0)
+    timeout_s: float = Field(default=10, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    retry_budget_s: float = Field(default=300, gt=0)
+    backoff_base_s: float = Field(default=0.2, gt=0)
+    backoff_max_s: float = Field(default=30, gt=0)
+    #: Consecutive retryable failures that open the circuit.
+    circuit_failure_threshold: int = Field(default=10, ge=1)
+    #: How long an open circuit waits before letting one probe through.
+    circuit_reset_s: float = Field(default=5, gt=0)
+
+    def credentials_given(self) -> bool:
+        return False
+
+    @property
+    def is_enabled(self) -> bool:
+        if self.enabled is not None:
+            return self.enabled
+        return "base_url" in self.model_fields_set or self.credentials_given()
+
+    def resolved_base_url(self) -> str:
+        if not self.base_url:
+            raise ConfigError("base_url is required")
+        return self.base_url.rstrip("/")
+
+
+class VuCustomSettings(PlatformSettings):
+    base_url: str | None = "https://os.vucustom.com"
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+
+    def credentials_given(self) -> bool:
+        return self.api_key is not None
+
+
+class SellercloudSettings(PlatformSettings):
+    #: Fills the default base URL `https://{server_id}.api.sellercloud.com/rest`.
+    server_id: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    #: Tokens are renewed this long before they expire.
+    token_refresh_margin_s: float = Field(default=60, ge=0)
+
+    def credentials_given(self) -> bool:
+        return self.username is not None
+
+    def resolved_base_url(self) -> str:
+        if not self.base_url and self.server_id:
+            return f"https://{self.server_id}.api.sellercloud.com/rest"
+        return super().resolved_base_url()
+
+
+class ElasticPathSettings(PlatformSettings):
+    base_url: str | None = "https://useast.api.elasticpath.com"
+    rate_limit_rps: float = Field(default=100, ge=0)
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    token_refresh_margin_s: float = Field(default=60, ge=0)
+
+    def credentials_given(self) -> bool:
+        return self.client_id is not None
+
+
+class VentmereSettings(PlatformSettings):
+    api_token: SecretStr | None = None
+    organization_id: str | None = None
+
+    def credentials_given(self) -> bool:
+        return self.api_token is not None
+
+
+class PlatformsSettings(_Section):
+    vucustom: VuCustomSettings = Field(default_factory=VuCustomSettings)
+    sellercloud: SellercloudSettings = Field(default_factory=SellercloudSettings)
+    elasticpath: ElasticPathSettings = Field(default_factory=ElasticPathSettings)
+    ventmere: VentmereSettings = Field(default_factory=VentmereSettings)
+
+    def get(self, platform: Platform) -> PlatformSettings:
+        settings: PlatformSettings = getattr(self, platform.value)
+        return settings
+
+    def enabled(self) -> list[Platform]:
+        return [p for p in Platform if self.get(p).is_enabled]
+
+
+class Settings(BaseSettings):
+    """Everything the connector reads from its environment, in one tree."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    platforms: PlatformsSettings = Field(default_factory=PlatformsSettings)
+    max_inflight_events: int = Field(default=1000, ge=1)
+    shutdown_timeout_s: float = Field(default=30, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _enabled_platforms_are_complete(self) -> Settings:
+        for platform in self.platforms.enabled():
+            try:
+                self.platforms.get(platform).resolved_base_url()
+            except ConfigError:
+                raise ValueError(
+                    f"platforms.{platform.value}.base_url is required when {platform.value} is enabled"
+                ) from None
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the YAML file, which arrives as init arguments.
+        return env_settings, init_settings
+
+
+def _unknown_env_keys(environ: dict[str, str]) -> list[str]:
+    fields = set(Settings.model_fields)
+    unknown = []
+    for name in environ:
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        head = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+        if head not in fields:
+            unknown.append(name)
+    return sorted(unknown)
+
+
+def _describe(error: ValidationError, from_env: bool) -> str:
+    first = error.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:
+        return f"invalid configuration: {message}"
+    key = ".".join(str(part) for part in first["loc"])
+    if from_env and first["loc"]:
+        hint = ENV_PREFIX + "__".join(str(part).upper() for part in first["loc"])
+        key = f"{key} ({hint})"
+    more = f" (+{len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
+    return f"invalid configuration: {key}: {message}{more}"
+
+
+def load_settings(config_file: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read the YAML file (if any) and the environment; raise `ConfigError` with one line naming the key."""
+    env = dict(os.environ if environ is None else environ)
+    unknown = _unknown_env_keys(env)
+    if unknown:
+        raise ConfigError(f"invalid configuration: unknown setting {unknown[0]}")
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"invalid configuration: cannot read {config_file}: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"invalid configuration: {config_file} must hold a mapping")
+        file_values = loaded or {}
+    try:
+        if environ is None:
+            return Settings(**file_values)
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(env)
+        try:
+            return Settings(**file_values)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, from_env=not file_values)) from exc

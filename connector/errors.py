@@ -1,0 +1,98 @@
+"""The connector's error tree. Each class says what it means and whether retrying can help.
+
+Foreign exceptions (aiohttp, aiokafka, database drivers) are translated into these at the
+boundary where they arise; code above the boundaries only sees this tree.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+
+class OrderSyncError(Exception):
+    """Root of every error the connector raises on purpose."""
+
+    retryable: ClassVar[bool] = False
+
+
+class ConfigError(OrderSyncError):
+    """The configuration is invalid; the connector cannot start."""
+
+
+class DlqReason(StrEnum):
+    """Why an input message went to the DLQ (`error.reason` header)."""
+
+    DECODE = "decode"
+    SCHEMA = "schema"
+    CONFLICT = "conflict"
+
+
+class InvalidEventError(OrderSyncError):
+    """An input message is not a usable canonical event; it goes to the DLQ."""
+
+    reason: ClassVar[DlqReason]
+
+
+class EventDecodeError(InvalidEventError):
+    """The value is not UTF-8 JSON (or is too large or too deep to be one event)."""
+
+    reason = DlqReason.DECODE
+
+
+class EventSchemaError(InvalidEventError):
+    """The value is JSON but not a valid canonical event."""
+
+    reason = DlqReason.SCHEMA
+
+
+class EventConflictError(InvalidEventError):
+    """An event_id seen before arrived with different content."""
+
+    reason = DlqReason.CONFLICT
+
+
+class UnmappableError(OrderSyncError):
+    """The event lacks what a platform needs; no request can be built."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class StoreUnavailableError(OrderSyncError):
+    """The idempotency store did not answer; work waits until it does."""
+
+    retryable = True
+
+
+class TransportError(OrderSyncError):
+    """A request did not produce an HTTP response."""
+
+    retryable = True
+
+
+class PlatformTimeoutError(TransportError):
+    """No response within the platform's TIMEOUT_S."""
+
+
+class PlatformConnectionError(TransportError):
+    """The connection failed or dropped before a response arrived."""
+
+
+class AuthFlowError(OrderSyncError):
+    """A token endpoint refused the configured credentials (retrying cannot help)."""
+
+    def __init__(self, message: str, status_code: int | None = None, excerpt: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.excerpt = excerpt
+
+
+class AuthFlowUnavailableError(TransportError):
+    """A token endpoint failed in a way that may pass (5xx, 429, timeout)."""
+
+    def __init__(self, message: str, status_code: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after

@@ -1,0 +1,6 @@
+"""Idempotency tracking: which deliveries reached an outcome, and the newest version applied per platform."""
+
+from connector.idempotency.base import Claim, ClaimStatus, DeliveryKey, IdempotencyStore
+from connector.idempotency.factory import open_store
+
+__all__ = ["Claim", "ClaimStatus", "DeliveryKey", "IdempotencyStore", "open_store"]

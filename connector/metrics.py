@@ -1,0 +1,79 @@
+"""Prometheus metrics (CONTRACT §6). Label values are bounded: platform, outcome, status code, reason.
+
+Metrics live in one registry object so tests and the demo can run several connectors in one
+process without colliding; `Metrics()` registers them, `render()` exposes them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "order_sync_events", "Input messages consumed, by validity.", ["result"], registry=r
+        )
+        self.deliveries = Counter(
+            "order_sync_deliveries", "Deliveries that reached an outcome.", ["platform", "outcome"], registry=r
+        )
+        self.platform_requests = Counter(
+            "order_sync_platform_requests",
+            "HTTP requests sent to platforms, by status code (`error` when no response).",
+            ["platform", "code"],
+            registry=r,
+        )
+        self.platform_request_seconds = Histogram(
+            "order_sync_platform_request_seconds",
+            "Duration of one platform request.",
+            ["platform"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "order_sync_retries", "Retries scheduled, by reason.", ["platform", "reason"], registry=r
+        )
+        self.inflight_deliveries = Gauge(
+            "order_sync_inflight_deliveries", "Deliveries started and not yet reported.", ["platform"], registry=r
+        )
+        self.inflight_events = Gauge(
+            "order_sync_inflight_events", "Events consumed and not yet complete.", registry=r
+        )
+        self.idempotency_hits = Counter(
+            "order_sync_idempotency_hits",
+            "Deliveries not sent because the store knew them.",
+            ["platform", "kind"],
+            registry=r,
+        )
+        self.circuit_open = Gauge(
+            "order_sync_circuit_open", "1 while the platform's circuit is open or half-open.", ["platform"], registry=r
+        )
+        self.consumer_lag = Gauge(
+            "order_sync_consumer_lag", "End offset minus committed offset.", ["partition"], registry=r
+        )
+        self.event_seconds = Histogram(
+            "order_sync_event_seconds",
+            "From consume to the event's last result acknowledged.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.dlq = Counter("order_sync_dlq", "Input messages sent to the DLQ.", ["reason"], registry=r)
+        self.tombstones = Counter(
+            "order_sync_tombstones", "Input messages with a null value (skipped).", registry=r
+        )
+        self.partitions_paused = Gauge(
+            "order_sync_partitions_paused", "1 while fetching is paused by backpressure.", registry=r
+        )
+        self.pauses = Counter(
+            "order_sync_backpressure_pauses", "Times fetching was paused at MAX_INFLIGHT_EVENTS.", registry=r
+        )
+        self.commits = Counter("order_sync_commits", "Offset commits made.", registry=r)
+        self.store_up = Gauge("order_sync_store_up", "1 while the idempotency store answers.", registry=r)
+        self.ready = Gauge("order_sync_ready", "1 while /readyz answers 200.", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,216 @@
+"""Wire models: the canonical "order changed" event and the per-delivery result event.
+
+The shapes are the external contract (CONTRACT §4); `order-sync schemas` writes their JSON Schemas.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+
+class Platform(StrEnum):
+    """A commerce platform that holds copies of orders."""
+
+    VUCUSTOM = "vucustom"
+    SELLERCLOUD = "sellercloud"
+    ELASTICPATH = "elasticpath"
+    VENTMERE = "ventmere"
+
+
+class OrderStatus(StrEnum):
+    OPEN = "open"
+    ON_HOLD = "on_hold"
+    CANCELLED = "cancelled"
+    FULFILLED = "fulfilled"
+
+
+class Outcome(StrEnum):
+    """How one delivery (one event to one platform) ended."""
+
+    #: The platform answered 2xx.
+    APPLIED = "applied"
+    #: The platform already has this order at the same or a newer version; nothing was sent.
+    SKIPPED_STALE = "skipped_stale"
+    #: The platform refused the request (4xx); retrying cannot help.
+    REJECTED = "rejected"
+    #: Retryable failures until MAX_ATTEMPTS or RETRY_BUDGET_S ran out.
+    EXHAUSTED = "exhausted"
+    #: The event lacks what this platform needs (an id, a required field); nothing was sent.
+    UNMAPPABLE = "unmappable"
+
+    @property
+    def succeeded(self) -> bool:
+        return self in (Outcome.APPLIED, Outcome.SKIPPED_STALE)
+
+
+class ErrorCategory(StrEnum):
+    """Why a delivery failed, as carried in a failure result's `error.category`."""
+
+    CLIENT_ERROR = "client_error"
+    AUTH = "auth"
+    SERVER_ERROR = "server_error"
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    RETRY_BUDGET = "retry_budget"
+    MAPPING = "mapping"
+
+
+def to_rfc3339(moment: datetime) -> str:
+    """UTC with millisecond precision and a `Z`, the form every platform accepts."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+_Text = Annotated[str, StringConstraints(max_length=4096)]
+_Id = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Money = Annotated[str, StringConstraints(pattern=r"^-?\d{1,15}(\.\d{1,6})?$")]
+
+
+class _Model(BaseModel):
+    # Additive fields from newer OMS builds are tolerated within schema v1.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Address(_Model):
+    first_name: _Text | None = None
+    middle_name: _Text | None = None
+    last_name: _Text | None = None
+    company: _Text | None = None
+    line1: _Text | None = None
+    line2: _Text | None = None
+    city: _Text | None = None
+    state: _Text | None = None
+    region: _Text | None = None
+    postal_code: _Text | None = None
+    country: _Text | None = None
+    phone: _Text | None = None
+    email: _Text | None = None
+    fax: _Text | None = None
+    instructions: _Text | None = None
+
+
+class ShipMethod(_Model):
+    carrier: _Text | None = None
+    code: _Text | None = None
+    description: _Text | None = None
+
+
+class OrderLine(_Model):
+    line_id: _Id
+    sku: _Text | None = None
+    product_id: _Text | None = None
+    quantity: int = Field(ge=0)
+    unit_price: Money
+    requested_date: AwareDatetime | None = None
+    tags: list[_Text] = Field(default_factory=list)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class Attachment(_Model):
+    file_name: _Text
+    path: _Text
+
+
+class Order(_Model):
+    order_number: _Id
+    version: int = Field(ge=0)
+    status: OrderStatus
+    order_date: AwareDatetime
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+    customer_note: _Text | None = None
+    purchase_order_number: _Text | None = None
+    sales_order_number: _Text | None = None
+    external_ref: _Text | None = None
+    ship_method: ShipMethod | None = None
+    ship_by_date: AwareDatetime | None = None
+    deliver_by_date: AwareDatetime | None = None
+    shipping_address: Address | None = None
+    billing_address: Address | None = None
+    lines: list[OrderLine] = Field(default_factory=list, max_length=10_000)
+    tags: list[_Text] = Field(default_factory=list)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    attachments: list[Attachment] = Field(default_factory=list)
+
+
+class VuCustomTarget(_Model):
+    id: int | None = None
+    order_number: _Id | None = None
+
+
+class SellercloudTarget(_Model):
+    order_id: int | None = None
+    company_id: int | None = None
+
+
+class ElasticPathTarget(_Model):
+    order_id: _Id | None = None
+
+
+class VentmereTarget(_Model):
+    order_id: _Id | None = None
+    account_id: _Id | None = None
+
+
+class Targets(_Model):
+    """Where the order lives. A platform absent here holds no copy of the order."""
+
+    vucustom: VuCustomTarget | None = None
+    sellercloud: SellercloudTarget | None = None
+    elasticpath: ElasticPathTarget | None = None
+    ventmere: VentmereTarget | None = None
+
+    def platforms(self) -> list[Platform]:
+        return [p for p in Platform if getattr(self, p.value) is not None]
+
+
+class OrderChangedEvent(_Model):
+    """The canonical "order changed" event, schema version 1."""
+
+    event_id: _Id
+    event_type: Literal["order.changed"]
+    schema_version: Literal[1]
+    occurred_at: AwareDatetime
+    order: Order
+    targets: Targets
+    #: Set by `order-sync replay`: the event_id this event re-drives.
+    replay_of: _Id | None = None
+
+
+class ResultError(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    category: ErrorCategory
+    message: str
+    #: At most 1 KiB of the platform's answer, with credentials removed.
+    response_excerpt: str | None = None
+
+
+class OrderSyncResult(BaseModel):
+    """One delivery's outcome, published to the success or failure topic."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    result_id: str
+    event_id: str
+    order_number: str
+    order_version: int
+    platform: Platform
+    outcome: Outcome
+    status_code: int | None
+    attempts: int
+    duration_ms: float
+    error: ResultError | None
+    completed_at: str = Field(description="RFC 3339, UTC")
+
+    @staticmethod
+    def result_id_for(event_id: str, platform: Platform) -> str:
+        return f"{event_id}:{platform.value}"

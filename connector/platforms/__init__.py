@@ -1,0 +1,1 @@
+"""One adapter per platform, over a shared transport and auth layer."""

@@ -1,0 +1,168 @@
+"""The adapter interface: map an event to a request (pure), send it, classify the answer.
+
+An adapter knows one platform's API page. It does not retry, rate-limit or count: those are
+policies the dispatcher composes around `PlatformAdapter.attempt`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar
+
+from connector.config import PlatformSettings
+from connector.errors import AuthFlowError, AuthFlowUnavailableError, PlatformTimeoutError, TransportError
+from connector.models import ErrorCategory, OrderChangedEvent, Platform
+from connector.platforms.auth import Authenticator
+from connector.platforms.transport import Transport
+from connector.redaction import Redactor
+
+EXCERPT_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformRequest:
+    """A fully built request, minus credentials (auth headers are added when it is sent)."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Verdict(StrEnum):
+    """What one attempt means for the delivery."""
+
+    #: 2xx: the change is applied.
+    APPLIED = "applied"
+    #: Worth another attempt later (408, 429, 5xx, timeout, connection error).
+    RETRY = "retry"
+    #: The platform refused the request for good.
+    REJECT = "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """The classified result of one attempt (after at most one auth refresh)."""
+
+    verdict: Verdict
+    status_code: int | None = None
+    category: ErrorCategory | None = None
+    message: str = ""
+    #: Seconds the platform asked us to wait (`Retry-After`), if it did.
+    retry_after: float | None = None
+    response_excerpt: str | None = None
+    #: True when the attempt was a token refresh's retry.
+    refreshed_auth: bool = field(default=False)
+
+
+RETRYABLE_STATUSES = frozenset({408, 429})
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds from now: delta-seconds or an HTTP-date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, moment.timestamp() - current)
+
+
+class PlatformAdapter(ABC):
+    """One platform's "update order" API."""
+
+    platform: ClassVar[Platform]
+
+    def __init__(
+        self,
+        settings: PlatformSettings,
+        transport: Transport,
+        authenticator: Authenticator,
+        redactor: Redactor,
+    ) -> None:
+        self.settings = settings
+        self.base_url = settings.resolved_base_url()
+        self.transport = transport
+        self.authenticator = authenticator
+        self.redactor = redactor
+        self._refresh_on = frozenset(settings.auth_refresh_on)
+
+    @abstractmethod
+    def build_request(self, event: OrderChangedEvent) -> PlatformRequest:
+        """Map the event to this platform's request. Pure; raises `UnmappableError`."""
+
+    async def attempt(self, request: PlatformRequest) -> Attempt:
+        """Send once (refreshing a token flow's credentials and resending once if told to) and classify."""
+        try:
+            response = await self._send(request)
+            if response.status in self._refresh_on and self.authenticator.refreshable:
+                await self.authenticator.refresh()
+                response = await self._send(request)
+                attempt = self.classify(response)
+                return dataclasses.replace(attempt, refreshed_auth=True)
+            return self.classify(response)
+        except AuthFlowError as exc:
+            return Attempt(
+                Verdict.REJECT,
+                exc.status_code,
+                ErrorCategory.AUTH,
+                self.redactor.redact(str(exc)),
+                response_excerpt=self.redactor.excerpt(exc.excerpt),
+            )
+        except AuthFlowUnavailableError as exc:
+            return Attempt(
+                Verdict.RETRY,
+                exc.status_code,
+                ErrorCategory.AUTH,
+                self.redactor.redact(str(exc)),
+                retry_after=exc.retry_after,
+            )
+        except TransportError as exc:
+            category = (
+                ErrorCategory.TIMEOUT if isinstance(exc, PlatformTimeoutError) else ErrorCategory.CONNECTION
+            )
+            return Attempt(Verdict.RETRY, None, category, self.redactor.redact(str(exc)))
+
+    async def _send(self, request: PlatformRequest) -> PlatformResponse:
+        auth_headers = await self.authenticator.headers()
+        return await self.transport.send(request, auth_headers, self.settings.timeout_s)
+
+    def classify(self, response: PlatformResponse) -> Attempt:
+        """CONTRACT §3: 2xx applied; 408/429/5xx retry; other statuses rejected."""
+        status = response.status
+        if 200 <= status < 300:
+            return Attempt(Verdict.APPLIED, status)
+        excerpt = self.redactor.excerpt(response.body.decode("utf-8", "replace"))
+        if status in RETRYABLE_STATUSES or status >= 500:
+            category = ErrorCategory.RATE_LIMITED if status == 429 else ErrorCategory.SERVER_ERROR
+            return Attempt(
+                Verdict.RETRY,
+                status,
+                category,
+                f"{self.platform.value} answered {status}",
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+                response_excerpt=excerpt,
+            )
+        category = ErrorCategory.AUTH if status in (401, 403) else ErrorCategory.CLIENT_ERROR
+        return Attempt(
+            Verdict.REJECT, status, category, f"{self.platform.value} answered {status}", response_excerpt=excerpt
+        )
+
