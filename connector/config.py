@@ -43,6 +43,8 @@ class KafkaSettings(_Section):
     #: Upper bound on one input message; larger values go to the DLQ (reason `decode`).
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     lag_refresh_s: float = Field(default=10.0, gt=0)
+    #: On partition revocation, how long in-flight work of those partitions may finish before it is abandoned.
+    rebalance_drain_s: float = Field(default=10.0, ge=0)
 
 
 class IdempotencySettings(_Section):

@@ -1,0 +1,163 @@
+"""Wires the connector together for `order-sync run` and runs it until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from aiokafka.errors import KafkaError
+
+from connector.config import Settings
+from connector.consumer import EventConsumer
+from connector.deliveries import DeliveryRunner
+from connector.dispatcher import PlatformDispatcher
+from connector.errors import StoreUnavailableError
+from connector.health import HealthServer
+from connector.idempotency import IdempotencyStore, open_store
+from connector.logs import configure_logging
+from connector.metrics import Metrics
+from connector.platforms.registry import build_adapter
+from connector.platforms.transport import Transport
+from connector.publisher import Publisher
+from connector.redaction import Redactor, secrets_of
+from connector.storeguard import StoreGuard
+
+log = logging.getLogger(__name__)
+
+
+class Connector:
+    """One connector instance: store, adapters, publisher, consumer and the HTTP endpoints."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.redactor = Redactor(secrets_of(settings))
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.store: IdempotencyStore = open_store(
+            settings.idempotency.url.get_secret_value(), settings.idempotency.timeout_s
+        )
+        self.guard = StoreGuard(self.store, self.metrics)
+        self.transport = Transport()
+        self.enabled = settings.platforms.enabled()
+        self.dispatchers = {
+            platform: PlatformDispatcher(
+                build_adapter(platform, settings.platforms.get(platform), self.transport, self.redactor),
+                settings.platforms.get(platform),
+                self.metrics,
+            )
+            for platform in self.enabled
+        }
+        self.publisher = Publisher(settings.kafka)
+        self.runner = DeliveryRunner(
+            self.dispatchers, self.guard, self.publisher, self.metrics, self.owner, settings.idempotency.claim_lease_s
+        )
+        self.consumer = EventConsumer(
+            settings, self.runner, self.publisher, self.guard, self.enabled, self.metrics
+        )
+        self.http = HealthServer(self.metrics, self.readiness, settings.http.host, settings.http.port)
+        self._stop = asyncio.Event()
+
+    def readiness(self) -> dict[str, bool]:
+        return {
+            "joined_group": self.consumer.joined,
+            "store": self.guard.up,
+            "not_shutting_down": not self.consumer.stopping,
+        }
+
+    def request_stop(self) -> None:
+        log.info("shutdown requested")
+        self._stop.set()
+        self.consumer.request_stop()
+
+    async def _open_store(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                await self.store.open()
+                self.guard.up = True
+                return
+            except StoreUnavailableError as exc:
+                self.guard.up = False
+                log.error("idempotency store unavailable at start-up (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _start_publisher(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                await self.publisher.start()
+                return
+            except KafkaError as exc:
+                log.warning("Kafka not reachable for producing (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _store_watch(self) -> None:
+        # While the store is down, a ping decides when to take new work again.
+        while True:
+            await asyncio.sleep(1.0)
+            if not self.guard.up:
+                await self.guard.probe()
+
+    async def _purge_loop(self) -> None:
+        settings = self.settings.idempotency
+        while True:
+            await asyncio.sleep(settings.purge_interval_s)
+            cutoff = datetime.now(UTC) - timedelta(hours=settings.retention_hours)
+            try:
+                removed = await self.store.purge(cutoff, settings.purge_batch)
+            except StoreUnavailableError as exc:
+                log.warning("retention purge skipped: %s", exc)
+                continue
+            if removed:
+                log.info("retention purge removed %d records", removed)
+
+    async def run(self) -> int:
+        await self.http.start()
+        log.info(
+            "order-sync starting",
+            extra={"fields": {"platforms": ",".join(p.value for p in self.enabled), "http_port": self.http.port}},
+        )
+        background: list[asyncio.Task[None]] = []
+        try:
+            await self._open_store()
+            await self._start_publisher()
+            if self._stop.is_set():
+                return 0
+            await self.consumer.start()
+            background = [
+                asyncio.create_task(self._store_watch(), name="store-watch"),
+                asyncio.create_task(self._purge_loop(), name="purge"),
+            ]
+            await self.consumer.run()
+            return 0
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            with contextlib.suppress(KafkaError):
+                await self.publisher.stop()
+            await self.transport.close()
+            await self.store.close()
+            await self.http.stop()
+            log.info("order-sync stopped")
+
+
+async def serve(settings: Settings) -> int:
+    connector = Connector(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, connector.request_stop)
+    return await connector.run()
+
+
+def run_connector(settings: Settings) -> int:
+    configure_logging(settings.log_level, Redactor(secrets_of(settings)))
+    return asyncio.run(serve(settings))

@@ -1,0 +1,89 @@
+"""Bytes to events and results to bytes. Decoding is where hostile input stops."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from connector.errors import EventDecodeError, EventSchemaError
+from connector.models import OrderChangedEvent, OrderSyncResult
+
+DEFAULT_MAX_BYTES = 1_048_576
+#: Canonical events are at most a few levels deep; anything deeper is not one.
+MAX_DEPTH = 32
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values() if isinstance(child, dict | list))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node if isinstance(child, dict | list))
+    return False
+
+
+_STRING_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"[ \t\r\n]*(:?)')
+
+
+def _key_tokens(raw: bytes) -> int:
+    """How many object keys the raw JSON spells out (every string token followed by a colon)."""
+    return sum(1 for colon in _STRING_TOKEN.findall(raw) if colon)
+
+
+def decode_event(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> OrderChangedEvent:
+    """Parse one input value; raise `EventDecodeError` or `EventSchemaError` saying why not."""
+    if raw is None:
+        raise EventDecodeError("null value")
+    if len(raw) > max_bytes:
+        raise EventDecodeError(f"value of {len(raw)} bytes exceeds {max_bytes}")
+    if not raw.strip():
+        raise EventDecodeError("empty value")
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventDecodeError(f"not UTF-8 JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise EventSchemaError(f"expected a JSON object, got {type(document).__name__}")
+    if _depth_exceeds(document, MAX_DEPTH):
+        raise EventDecodeError(f"nested deeper than {MAX_DEPTH} levels")
+    # orjson keeps the last of duplicate keys silently; an event with two values for one key is ambiguous.
+    if _key_tokens(raw) != _count_keys(document):
+        raise EventDecodeError("duplicate keys in a JSON object")
+    try:
+        return OrderChangedEvent.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "event"
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise EventSchemaError(f"{where}: {first['msg']}{more}") from exc
+
+
+def _count_keys(value: Any) -> int:
+    count = 0
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            count += len(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
+
+
+def fingerprint(event: OrderChangedEvent) -> str:
+    """A digest of the event's content, stable across key order and whitespace."""
+    canonical = orjson.dumps(event.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def encode_result(result: OrderSyncResult) -> bytes:
+    return orjson.dumps(result.model_dump(mode="json"))

@@ -1,0 +1,131 @@
+"""One delivery, end to end: idempotency claim, request (or not), outcome recorded, result published.
+
+Every path ends in a published result, except a delivery the store has already reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import orjson
+
+from connector.codec import encode_result
+from connector.dispatcher import DeliveryReport, PlatformDispatcher
+from connector.errors import UnmappableError
+from connector.idempotency import ClaimStatus, DeliveryKey
+from connector.metrics import Metrics
+from connector.models import ErrorCategory, OrderChangedEvent, OrderSyncResult, Outcome, Platform, ResultError
+from connector.models import to_rfc3339, utc_now
+from connector.publisher import Publisher
+from connector.storeguard import StoreGuard
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryRunner:
+    def __init__(
+        self,
+        dispatchers: dict[Platform, PlatformDispatcher],
+        guard: StoreGuard,
+        publisher: Publisher,
+        metrics: Metrics,
+        owner: str,
+        claim_lease_s: float,
+    ) -> None:
+        self._dispatchers = dispatchers
+        self._guard = guard
+        self._store = guard.store
+        self._publisher = publisher
+        self._metrics = metrics
+        self._owner = owner
+        self._lease = claim_lease_s
+
+    async def run(self, event: OrderChangedEvent, platform: Platform) -> None:
+        order = event.order
+        key = DeliveryKey(event.event_id, platform, order.order_number, order.version)
+        context = {"event_id": event.event_id, "order_number": order.order_number, "platform": platform.value}
+        claim = await self._guard.call(self._store.claim, key, self._owner, self._lease)
+        busy_delay = 0.05
+        while claim.status is ClaimStatus.BUSY:
+            # Another replica holds it (e.g. mid-rebalance); it will finish or its lease will lapse.
+            await asyncio.sleep(busy_delay)
+            busy_delay = min(busy_delay * 2, 1.0)
+            claim = await self._guard.call(self._store.claim, key, self._owner, self._lease)
+
+        if claim.status is ClaimStatus.DUPLICATE:
+            self._metrics.idempotency_hits.labels(platform.value, "duplicate").inc()
+            log.debug("already reported; skipped", extra=context)
+            return
+        if claim.status is ClaimStatus.UNREPORTED and claim.result is not None:
+            stored = OrderSyncResult.model_validate(orjson.loads(claim.result))
+            await self._publish(key, stored, claim.result)
+            return
+
+        started = time.monotonic()
+        if claim.status is ClaimStatus.STALE:
+            self._metrics.idempotency_hits.labels(platform.value, "stale").inc()
+            report = DeliveryReport(Outcome.SKIPPED_STALE, None, 0, None)
+        else:
+            report = await self._attempt(event, platform, key)
+        result = OrderSyncResult(
+            result_id=OrderSyncResult.result_id_for(event.event_id, platform),
+            event_id=event.event_id,
+            order_number=order.order_number,
+            order_version=order.version,
+            platform=platform,
+            outcome=report.outcome,
+            status_code=report.status_code,
+            attempts=report.attempts,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            error=report.error,
+            completed_at=to_rfc3339(utc_now()),
+        )
+        encoded = encode_result(result)
+        await self._guard.call(self._store.record_outcome, key, report.outcome, encoded)
+        await self._publish(key, result, encoded)
+
+    async def _attempt(self, event: OrderChangedEvent, platform: Platform, key: DeliveryKey) -> DeliveryReport:
+        dispatcher = self._dispatchers[platform]
+        try:
+            request = dispatcher.adapter.build_request(event)
+        except UnmappableError as exc:
+            return DeliveryReport(
+                Outcome.UNMAPPABLE, None, 0, ResultError(category=ErrorCategory.MAPPING, message=str(exc))
+            )
+        gauge = self._metrics.inflight_deliveries.labels(platform.value)
+        gauge.inc()
+        try:
+            return await dispatcher.deliver(request)
+        except asyncio.CancelledError:
+            # Abandoned (rebalance or shutdown): let whoever gets the partition next send it at once.
+            await asyncio.shield(self._release(key))
+            raise
+        finally:
+            gauge.dec()
+
+    async def _release(self, key: DeliveryKey) -> None:
+        try:
+            await asyncio.wait_for(self._store.release(key, self._owner), timeout=2)
+        except Exception as exc:
+            # The claim's lease expires on its own; releasing only saves the next owner that wait.
+            log.warning("could not release claim: %s", exc, extra={"event_id": key.event_id})
+
+    async def _publish(self, key: DeliveryKey, result: OrderSyncResult, encoded: bytes) -> None:
+        await self._publisher.publish_result(result, encoded)
+        await self._guard.call(self._store.mark_reported, [key])
+        self._metrics.deliveries.labels(result.platform.value, result.outcome.value).inc()
+        context = {
+            "event_id": result.event_id,
+            "order_number": result.order_number,
+            "platform": result.platform.value,
+            "outcome": result.outcome.value,
+            "status_code": result.status_code,
+            "attempts": result.attempts,
+        }
+        if result.outcome.succeeded:
+            log.debug("delivered", extra=context)
+        else:
+            reason = result.error.message if result.error else result.outcome.value
+            log.warning("delivery failed: %s", reason, extra=context)

@@ -1,0 +1,120 @@
+"""Runs one platform's requests under its limits: circuit breaker, rate limit, concurrency, retries.
+
+The dispatcher turns an already-built request into a `DeliveryReport`. It never fails a delivery
+because the platform is down: while the circuit is open, deliveries wait (and their time
+waiting is not charged to their retry budget).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from connector.config import PlatformSettings
+from connector.metrics import Metrics
+from connector.models import ErrorCategory, Outcome, Platform, ResultError
+from connector.platforms.base import Attempt, PlatformAdapter, PlatformRequest, Verdict
+from connector.policies import CircuitBreaker, CircuitState, RetryPolicy, TokenBucket
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    outcome: Outcome
+    status_code: int | None
+    attempts: int
+    error: ResultError | None
+
+
+def _error_from(attempt: Attempt, category: ErrorCategory | None = None, note: str = "") -> ResultError:
+    message = attempt.message + (f" ({note})" if note else "")
+    return ResultError(
+        category=category or attempt.category or ErrorCategory.SERVER_ERROR,
+        message=message,
+        response_excerpt=attempt.response_excerpt,
+    )
+
+
+class PlatformDispatcher:
+    def __init__(self, adapter: PlatformAdapter, settings: PlatformSettings, metrics: Metrics) -> None:
+        self.adapter = adapter
+        self.platform: Platform = adapter.platform
+        self._metrics = metrics
+        self._retry = RetryPolicy.from_settings(settings)
+        self._bucket = TokenBucket(settings.rate_limit_rps)
+        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        self._circuit_gauge = metrics.circuit_open.labels(self.platform.value)
+        self._circuit_gauge.set(0)
+        self.circuit = CircuitBreaker(
+            failure_threshold=settings.circuit_failure_threshold,
+            reset_s=settings.circuit_reset_s,
+            on_change=self._on_circuit_change,
+        )
+        self._requests = {
+            code: metrics.platform_requests.labels(self.platform.value, code) for code in ("error",)
+        }
+        self._request_seconds = metrics.platform_request_seconds.labels(self.platform.value)
+
+    def _on_circuit_change(self, state: CircuitState) -> None:
+        self._circuit_gauge.set(0 if state is CircuitState.CLOSED else 1)
+        log.warning("circuit %s", state.value, extra={"platform": self.platform.value})
+
+    def _count_request(self, attempt: Attempt) -> None:
+        code = str(attempt.status_code) if attempt.status_code is not None else "error"
+        counter = self._requests.get(code)
+        if counter is None:
+            counter = self._requests[code] = self._metrics.platform_requests.labels(self.platform.value, code)
+        counter.inc()
+
+    async def deliver(self, request: PlatformRequest) -> DeliveryReport:
+        attempts = 0
+        started = time.monotonic()
+        waited = 0.0
+        while True:
+            wait_started = time.monotonic()
+            await self.circuit.wait_until_allowed()
+            await self._bucket.acquire()
+            waited += time.monotonic() - wait_started
+            async with self._slots:
+                sent_at = time.monotonic()
+                try:
+                    attempt = await self.adapter.attempt(request)
+                except BaseException:
+                    self.circuit.record_released()
+                    raise
+                self._request_seconds.observe(time.monotonic() - sent_at)
+            attempts += 1
+            self._count_request(attempt)
+            if attempt.verdict is Verdict.APPLIED:
+                self.circuit.record_success()
+                self._bucket.on_success()
+                return DeliveryReport(Outcome.APPLIED, attempt.status_code, attempts, None)
+            if attempt.verdict is Verdict.REJECT:
+                # The platform answered: it is up, whatever it thought of this request.
+                self.circuit.record_success()
+                return DeliveryReport(Outcome.REJECTED, attempt.status_code, attempts, _error_from(attempt))
+            self.circuit.record_failure()
+            if attempt.status_code == 429:
+                self._bucket.throttle(attempt.retry_after)
+            elapsed = time.monotonic() - started - waited
+            decision = self._retry.next_delay(attempts, elapsed, attempt.retry_after)
+            if not decision.retry:
+                if self.circuit.state is not CircuitState.CLOSED:
+                    # An outage is not this delivery's fault: wait for the circuit instead of failing.
+                    self._metrics.retries.labels(self.platform.value, "circuit_open").inc()
+                    continue
+                category = (
+                    ErrorCategory.RETRY_BUDGET if decision.reason != "max_attempts" else attempt.category
+                )
+                return DeliveryReport(
+                    Outcome.EXHAUSTED,
+                    attempt.status_code,
+                    attempts,
+                    _error_from(attempt, category, f"gave up after {attempts} attempts: {decision.reason}"),
+                )
+            reason = (attempt.category or ErrorCategory.SERVER_ERROR).value
+            self._metrics.retries.labels(self.platform.value, reason).inc()
+            await asyncio.sleep(decision.delay_s)

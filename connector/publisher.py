@@ -1,0 +1,74 @@
+"""Publishes result events and DLQ copies, and returns only once Kafka acknowledged them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from connector.config import KafkaSettings
+from connector.errors import DlqReason
+from connector.kafka import producer_options
+from connector.models import OrderSyncResult
+
+log = logging.getLogger(__name__)
+
+_MAX_HEADER_MESSAGE = 1024
+
+
+class Publisher:
+    """Result and DLQ producer. Sends are retried until acknowledged: a result is never dropped."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self._producer = AIOKafkaProducer(**producer_options(settings))
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish_result(self, result: OrderSyncResult, encoded: bytes) -> None:
+        topic = self._settings.success_topic if result.outcome.succeeded else self._settings.failure_topic
+        await self._send(
+            topic,
+            encoded,
+            key=result.order_number.encode("utf-8"),
+            headers=[("event_id", result.event_id.encode("utf-8"))],
+        )
+
+    async def publish_dlq(
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        reason: DlqReason,
+        message: str,
+        source_topic: str,
+        partition: int,
+        offset: int,
+    ) -> None:
+        headers = [
+            ("error.reason", reason.value.encode()),
+            ("error.message", message[:_MAX_HEADER_MESSAGE].encode("utf-8", "replace")),
+            ("source.topic", source_topic.encode()),
+            ("source.partition", str(partition).encode()),
+            ("source.offset", str(offset).encode()),
+        ]
+        await self._send(self._settings.dlq_topic, value, key=key, headers=headers)
+
+    async def _send(
+        self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+                return
+            except KafkaError as exc:
+                # The event stays in flight (and uncommitted) until its result is acknowledged.
+                log.warning("publish to %s failed, retrying: %s", topic, exc, extra={"fields": {"topic": topic}})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
