@@ -6,8 +6,19 @@ import asyncio
 import base64
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import orjson
+
+from connector.errors import AuthFlowError, AuthFlowUnavailableError, TransportError
+from connector.platforms.base import RETRYABLE_STATUSES, PlatformRequest, parse_retry_after
+from connector.redaction import MASK
+
+if TYPE_CHECKING:
+    from connector.platforms.transport import Transport
+    from connector.redaction import Redactor
 
 
 class Authenticator(ABC):
@@ -25,18 +36,38 @@ class Authenticator(ABC):
     @abstractmethod
     async def headers(self) -> list[tuple[str, str]]: ...
 
-    async def refresh(self) -> None:
+    async def refresh(self, refused: Sequence[tuple[str, str]] | None = None) -> None:
+        """The platform refused `refused` (the auth headers a request carried) as expired."""
         return None
+
+    def masked_headers(self) -> list[tuple[str, str]]:
+        """The auth headers a request would carry, with every credential replaced by `***`."""
+        return []
+
+
+def _mask_credential(value: str) -> str:
+    scheme, _, credential = value.partition(" ")
+    # Keep the scheme ("Basic", "Bearer"): it tells a reader which flow is in use and is no secret.
+    return f"{scheme} {MASK}" if credential else MASK
 
 
 class StaticHeaders(Authenticator):
     """Fixed headers: a static bearer token, an organisation header."""
 
-    def __init__(self, headers: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, headers: list[tuple[str, str]], secret_names: Sequence[str] = ("authorization",)
+    ) -> None:
         self._headers = headers
+        self._secret_names = frozenset(name.lower() for name in secret_names)
 
     async def headers(self) -> list[tuple[str, str]]:
         return self._headers
+
+    def masked_headers(self) -> list[tuple[str, str]]:
+        return [
+            (name, _mask_credential(value) if name.lower() in self._secret_names else value)
+            for name, value in self._headers
+        ]
 
 
 def basic_auth_header(username: str, password: str) -> tuple[str, str]:
@@ -49,6 +80,10 @@ class Token:
     value: str
     #: Monotonic time after which the token must not be used.
     expires_at: float
+
+    @property
+    def header_value(self) -> str:
+        return f"Bearer {self.value}"
 
 
 class TokenAuthenticator(Authenticator):
@@ -73,14 +108,19 @@ class TokenAuthenticator(Authenticator):
 
     async def headers(self) -> list[tuple[str, str]]:
         token = await self._current()
-        return [("Authorization", f"Bearer {token.value}")]
+        return [("Authorization", token.header_value)]
 
-    async def refresh(self) -> None:
-        stale = self._token
-        # Only drop the token that was refused; a concurrent refresh may already have replaced it.
-        if self._token is stale:
+    async def refresh(self, refused: Sequence[tuple[str, str]] | None = None) -> None:
+        token = self._token
+        refused_value = dict((name.lower(), value) for name, value in refused or ()).get("authorization")
+        # Drop only the token that was refused: when many requests carried it, the first refusal
+        # already replaced it and the others must reuse the replacement, not fetch again.
+        if token is not None and (refused_value is None or refused_value == token.header_value):
             self._token = None
         await self._current()
+
+    def masked_headers(self) -> list[tuple[str, str]]:
+        return [("Authorization", f"Bearer {MASK}")]
 
     async def _current(self) -> Token:
         token = self._token
@@ -88,6 +128,9 @@ class TokenAuthenticator(Authenticator):
             return token
         if self._fetching is None or self._fetching.done():
             self._fetching = asyncio.get_running_loop().create_task(self._fetch())
+            # Every waiter may have been cancelled; retrieving the outcome keeps asyncio from
+            # reporting a "never retrieved" exception for a failure that was already handled.
+            self._fetching.add_done_callback(lambda task: task.cancelled() or task.exception())
         # shield: one caller's cancellation must not cancel the fetch the others wait on.
         return await asyncio.shield(self._fetching)
 
@@ -98,3 +141,66 @@ class TokenAuthenticator(Authenticator):
         token = Token(value, time.monotonic() + lifetime - margin)
         self._token = token
         return token
+
+
+class TokenEndpointAuthenticator(TokenAuthenticator):
+    """A token flow over HTTP: subclasses say how to ask (`token_request`) and how to read the answer.
+
+    Maps the endpoint's answers onto the error tree: 2xx with a readable token is success;
+    408, 429, 5xx, timeouts and connection failures raise `AuthFlowUnavailableError` (retryable);
+    any other status raises `AuthFlowError`. Fetched tokens are registered with the redactor so
+    they never appear in logs or result excerpts. No message carries a credential.
+    """
+
+    #: Names the platform in error messages.
+    name: ClassVar[str]
+
+    def __init__(
+        self, *, transport: Transport, redactor: Redactor, timeout_s: float, refresh_margin_s: float
+    ) -> None:
+        super().__init__(refresh_margin_s)
+        self._transport = transport
+        self._redactor = redactor
+        self._timeout_s = timeout_s
+
+    @abstractmethod
+    def token_request(self) -> PlatformRequest:
+        """The request that asks for a token (it carries the credentials)."""
+
+    @abstractmethod
+    def read_token(self, answer: Any) -> tuple[str, float]:
+        """(access token, lifetime in seconds) from the decoded JSON answer.
+
+        Raise KeyError, TypeError or ValueError when the answer holds no readable token.
+        """
+
+    async def fetch_token(self) -> tuple[str, float]:
+        try:
+            response = await self._transport.send(self.token_request(), (), self._timeout_s)
+        except TransportError as exc:
+            raise AuthFlowUnavailableError(f"{self.name} token endpoint: {exc}") from exc
+        status = response.status
+        if status in RETRYABLE_STATUSES or status >= 500:
+            raise AuthFlowUnavailableError(
+                f"{self.name} token endpoint answered {status}",
+                status,
+                parse_retry_after(response.headers.get("retry-after")),
+            )
+        if not 200 <= status < 300:
+            refused = "refused the credentials" if status in (400, 401, 403) else "answered"
+            raise AuthFlowError(
+                f"{self.name} token endpoint {refused} ({status})",
+                status,
+                self._redactor.excerpt(response.body.decode("utf-8", "replace")),
+            )
+        try:
+            value, lifetime = self.read_token(orjson.loads(response.body))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            # A proxy's error page or a half-deployed endpoint: worth asking again later.
+            raise AuthFlowUnavailableError(
+                f"{self.name} token endpoint answered no readable token", status
+            ) from None
+        if not value or lifetime <= 0:
+            raise AuthFlowUnavailableError(f"{self.name} token endpoint answered no usable token", status)
+        self._redactor.add(value)
+        return value, lifetime

@@ -13,14 +13,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
+
+import orjson
 
 from connector.config import PlatformSettings
 from connector.errors import AuthFlowError, AuthFlowUnavailableError, PlatformTimeoutError, TransportError
 from connector.models import ErrorCategory, OrderChangedEvent, Platform
-from connector.platforms.auth import Authenticator
 from connector.platforms.transport import Transport
 from connector.redaction import Redactor
+
+if TYPE_CHECKING:
+    # auth.py builds token requests from this module's types; importing it here at run time would be a cycle.
+    from connector.platforms.auth import Authenticator
 
 EXCERPT_LIMIT = 1024
 
@@ -70,6 +76,31 @@ class Attempt:
 
 RETRYABLE_STATUSES = frozenset({408, 429})
 
+JSON_HEADERS: tuple[tuple[str, str], ...] = (
+    ("Content-Type", "application/json"),
+    ("Accept", "application/json"),
+)
+
+
+def path_segment(value: str | int) -> str:
+    """`value` as one percent-encoded path segment: it can never add a segment or leave the path."""
+    encoded = quote(str(value), safe="")
+    # "." and ".." are dot-segments that clients and servers resolve away (RFC 3986 §5.2.4);
+    # encoded dots are not, so such an id still addresses its own segment.
+    if encoded in (".", ".."):
+        return encoded.replace(".", "%2E")
+    return encoded
+
+
+def query_value(value: str | int) -> str:
+    """`value` percent-encoded for a query string: it can never add a parameter or a fragment."""
+    return quote(str(value), safe="")
+
+
+def json_request(method: str, url: str, payload: Any) -> PlatformRequest:
+    """A request with a JSON body and the JSON content headers every platform page asks for."""
+    return PlatformRequest(method, url, JSON_HEADERS, orjson.dumps(payload))
+
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """`Retry-After` as seconds from now: delta-seconds or an HTTP-date; None when absent or unreadable."""
@@ -112,9 +143,10 @@ class PlatformAdapter(ABC):
     async def attempt(self, request: PlatformRequest) -> Attempt:
         """Send once (refreshing a token flow's credentials and resending once if told to) and classify."""
         try:
-            response = await self._send(request)
+            auth_headers = await self.authenticator.headers()
+            response = await self.transport.send(request, auth_headers, self.settings.timeout_s)
             if response.status in self._refresh_on and self.authenticator.refreshable:
-                await self.authenticator.refresh()
+                await self.authenticator.refresh(refused=auth_headers)
                 response = await self._send(request)
                 attempt = self.classify(response)
                 return dataclasses.replace(attempt, refreshed_auth=True)
@@ -163,6 +195,9 @@ class PlatformAdapter(ABC):
             )
         category = ErrorCategory.AUTH if status in (401, 403) else ErrorCategory.CLIENT_ERROR
         return Attempt(
-            Verdict.REJECT, status, category, f"{self.platform.value} answered {status}", response_excerpt=excerpt
+            Verdict.REJECT,
+            status,
+            category,
+            f"{self.platform.value} answered {status}",
+            response_excerpt=excerpt,
         )
-

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import aiohttp
+from yarl import URL
 
 from connector.errors import PlatformConnectionError, PlatformTimeoutError
 
@@ -45,17 +46,18 @@ class Transport:
         try:
             async with self.session.request(
                 request.method,
-                request.url,
+                # encoded=True: adapters percent-encode identifiers themselves; re-quoting would
+                # decode `%2E%2E` into a dot-segment and resolve it away, changing the path.
+                URL(request.url, encoded=True),
                 headers=headers,
                 data=request.body,
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
                 allow_redirects=False,
             ) as response:
-                body = await response.content.read(MAX_RESPONSE_BYTES)
                 return PlatformResponse(
                     status=response.status,
                     headers={k.lower(): v for k, v in response.headers.items()},
-                    body=body,
+                    body=await _read_limited(response.content, MAX_RESPONSE_BYTES),
                 )
         except TimeoutError as exc:
             raise PlatformTimeoutError(f"no response within {timeout_s:g}s") from exc
@@ -63,3 +65,14 @@ class Transport:
             raise PlatformTimeoutError(f"no response within {timeout_s:g}s") from exc
         except aiohttp.ClientError as exc:
             raise PlatformConnectionError(f"{type(exc).__name__}: {exc}") from exc
+
+
+async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    # One read() returns whatever has arrived so far, possibly a single chunk; read until EOF or limit.
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await stream.read(limit - len(body))
+        if not chunk:
+            break
+        body.extend(chunk)
+    return bytes(body)
