@@ -17,6 +17,17 @@ and per `(order_number, platform)` the highest version applied. `claim` answers,
 
 `record_outcome` stores the result and, for `applied`, raises the applied version, in one
 atomic step. Every method raises `StoreUnavailableError` when the backend does not answer.
+
+Details every backend keeps alike (the contract tests in tests/idempotency check them):
+
+- A lease is fresh while `now - claimed_at < lease_s`, with `lease_s` the caller's. Where the store
+  is shared (Redis, PostgreSQL), `now` is the server's clock, so replicas' clock skew does not matter.
+- Claiming again by the same owner renews its lease; a STALE answer holds the claim like PROCEED.
+- `record_outcome` takes no owner: after a lease takeover both owners may record, and the last
+  outcome wins. On a REPORTED delivery it changes nothing visible (it stays REPORTED).
+- `mark_reported` ignores keys the store does not hold, and counts as touching the record.
+- "Touched" means the last claim, outcome or report; an event record is touched when first seen.
+- All retries of a call by the same caller are safe: every method is idempotent for one owner.
 """
 
 from __future__ import annotations
@@ -35,6 +46,14 @@ class DeliveryKey:
     platform: Platform
     order_number: str
     version: int
+
+
+class DeliveryState(StrEnum):
+    """Where one delivery stands in the store (the diagram above); absent means never claimed."""
+
+    CLAIMED = "claimed"
+    DONE = "done"
+    REPORTED = "reported"
 
 
 class ClaimStatus(StrEnum):
@@ -87,7 +106,9 @@ class IdempotencyStore(ABC):
 
     @abstractmethod
     async def purge(self, older_than: datetime, limit: int) -> int:
-        """Delete at most `limit` delivery and event records last touched before `older_than`; return how many.
+        """Delete at most `limit` delivery and event records last touched before `older_than` (aware).
 
-        Applied versions are kept (they are one row per order and platform and guard against stale replays).
+        Returns how many were deleted. Applied versions are kept (they are one row per order and
+        platform and guard against stale replays). A backend that expires records by itself after its
+        retention (Redis key TTLs) deletes nothing here and returns 0.
         """

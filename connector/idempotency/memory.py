@@ -76,6 +76,7 @@ class MemoryStore(IdempotencyStore):
             if record is not None:
                 record.reported = True
                 record.result = None
+                record.touched_at = datetime.now(UTC)
 
     async def release(self, key: DeliveryKey, owner: str) -> None:
         record = self._deliveries.get((key.event_id, key.platform))
