@@ -50,10 +50,10 @@ def decode_event(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> Order
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventDecodeError(f"not UTF-8 JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise EventSchemaError(f"expected a JSON object, got {type(document).__name__}")
     if _depth_exceeds(document, MAX_DEPTH):
         raise EventDecodeError(f"nested deeper than {MAX_DEPTH} levels")
+    if not isinstance(document, dict):
+        raise EventSchemaError(f"expected a JSON object, got {type(document).__name__}")
     # orjson keeps the last of duplicate keys silently; an event with two values for one key is ambiguous.
     if _key_tokens(raw) != _count_keys(document):
         raise EventDecodeError("duplicate keys in a JSON object")

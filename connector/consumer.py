@@ -290,15 +290,11 @@ class EventConsumer:
     async def _lag_loop(self) -> None:
         while True:
             await asyncio.sleep(self._kafka.lag_refresh_s)
-            tps = list(self._partitions)
-            if not tps:
-                continue
-            try:
-                ends = await self._consumer.end_offsets(tps)
-            except KafkaError as exc:
-                log.debug("end offsets unavailable: %s", exc)
-                continue
+            # The high watermark arrives with every fetch response: no extra request per refresh.
+            ends = {tp: self._consumer.highwater(tp) for tp in self._partitions}
             for tp, end in ends.items():
+                if end is None:
+                    continue
                 partition = self._partitions.get(tp)
                 if partition is None:
                     continue

@@ -1,0 +1,42 @@
+"""Shared fixtures: one embedded broker per session, connector processes that are always stopped."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from connector.broker import EmbeddedBroker
+from tests.support.kafka import Topics, create_topics
+from tests.support.process import ConnectorProcess
+
+
+@pytest.fixture(scope="session")
+async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedBroker]:
+    embedded = EmbeddedBroker(log_file=tmp_path_factory.mktemp("broker") / "tansu.log")
+    await embedded.start()
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture
+async def topics(broker: EmbeddedBroker) -> Topics:
+    return await create_topics(broker.bootstrap_servers, partitions=4)
+
+
+@pytest.fixture
+def connectors(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], ConnectorProcess]]:
+    """Starts `order-sync run` subprocesses; every one is killed at teardown if still running."""
+    started: list[ConnectorProcess] = []
+
+    def start(env: dict[str, str]) -> ConnectorProcess:
+        process = ConnectorProcess(env, tmp_path / f"connector-{len(started)}.log").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()

@@ -1,0 +1,50 @@
+"""Fixtures for pipeline tests: a recording HTTP endpoint standing in for two platforms."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import Received, RecordingServer
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[RecordingServer]:
+    server = RecordingServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def platform_env(server: RecordingServer, store_path: Path) -> dict[str, str]:
+    """VU Custom and Ventmere pointed at the recording endpoint; the others disabled."""
+    return {
+        "ORDER_SYNC_PLATFORMS__VUCUSTOM__BASE_URL": server.url("/vu"),
+        "ORDER_SYNC_PLATFORMS__VUCUSTOM__API_KEY": "key",
+        "ORDER_SYNC_PLATFORMS__VUCUSTOM__API_SECRET": "secret-value",
+        "ORDER_SYNC_PLATFORMS__VENTMERE__BASE_URL": server.url("/vm"),
+        "ORDER_SYNC_PLATFORMS__VENTMERE__API_TOKEN": "token-value",
+        "ORDER_SYNC_PLATFORMS__VENTMERE__ORGANIZATION_ID": "org-1",
+        "ORDER_SYNC_PLATFORMS__SELLERCLOUD__ENABLED": "false",
+        "ORDER_SYNC_PLATFORMS__ELASTICPATH__ENABLED": "false",
+        "ORDER_SYNC_IDEMPOTENCY__URL": "memory://",
+    }
+
+
+def versions_by_order(requests: list[Received]) -> dict[tuple[str, str], list[int]]:
+    """(platform, order) -> versions in the order the endpoint received them (from the `v{n}` note)."""
+    seen: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for request in requests:
+        if request.path.startswith("/vu/"):
+            order = request.query.get("order_number") or request.query["id"]
+            note = request.body["order"]["note"]
+            seen[("vucustom", order)].append(int(note[1:]))
+        elif request.path.startswith("/vm/"):
+            order = request.path.rsplit("/", 1)[1]
+            seen[("ventmere", order)].append(int(request.body["customerNote"][1:]))
+    return dict(seen)

@@ -1,0 +1,114 @@
+"""Issue 2 acceptance: backpressure, graceful shutdown and restart, two members of one group."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from connector.broker import EmbeddedBroker
+from tests.pipeline.conftest import platform_env, versions_by_order
+from tests.support.events import make_event
+from tests.support.kafka import TopicReader, Topics, produce_events
+from tests.support.process import ConnectorProcess
+from tests.support.servers import RecordingServer
+
+StartConnector = Callable[[dict[str, str]], ConnectorProcess]
+
+
+async def test_backpressure_bounds_inflight_events_and_pauses_fetching(
+    broker: EmbeddedBroker, topics: Topics, endpoint: RecordingServer, connectors: StartConnector, tmp_path: Path
+) -> None:
+    endpoint.hang = True
+    bootstrap = broker.bootstrap_servers
+    connector = connectors(
+        {
+            **topics.env("bp"),
+            **platform_env(endpoint, tmp_path / "store.db"),
+            "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "ORDER_SYNC_MAX_INFLIGHT_EVENTS": "50",
+            "ORDER_SYNC_PLATFORMS__VUCUSTOM__TIMEOUT_S": "120",
+            "ORDER_SYNC_PLATFORMS__VENTMERE__TIMEOUT_S": "120",
+        }
+    )
+    await connector.wait_ready()
+    await produce_events(bootstrap, topics.input, [make_event(f"ord-{n}", 1) for n in range(400)])
+
+    async def paused() -> bool:
+        return await connector.metric("order_sync_partitions_paused") == 1
+
+    await connector.wait_until(paused, 30, "fetching paused")
+    samples = []
+    for _ in range(20):
+        samples.append(await connector.metric("order_sync_inflight_events"))
+        await asyncio.sleep(0.05)
+    consumed = await connector.metric("order_sync_events_total")
+    assert max(samples) == 50
+    assert consumed == 50, f"consumed {consumed} events with 50 allowed in flight"
+    assert await connector.metric("order_sync_backpressure_pauses_total") >= 1
+    assert endpoint.in_progress <= 100
+
+
+async def test_sigterm_exits_zero_and_a_restart_finishes_the_rest(
+    broker: EmbeddedBroker, topics: Topics, endpoint: RecordingServer, connectors: StartConnector, tmp_path: Path
+) -> None:
+    endpoint.delay_s = 0.02
+    bootstrap = broker.bootstrap_servers
+    env = {
+        **topics.env("restart"),
+        **platform_env(endpoint, tmp_path / "store.db"),
+        "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "ORDER_SYNC_MAX_INFLIGHT_EVENTS": "40",
+    }
+    events = [make_event(f"ord-{n % 150}", 1 + n // 150) for n in range(600)]
+    first = connectors(env)
+    await first.wait_ready()
+    await produce_events(bootstrap, topics.input, events)
+    async with TopicReader(bootstrap, topics.success, topics.failure) as reader:
+        await reader.wait_for(lambda r: len(r.records) >= 200, 60, "200 results before SIGTERM")
+        first.terminate()
+        assert await first.wait_exit(60) == 0
+        second = connectors(env)
+        await reader.wait_for(lambda r: len(r.records) >= 1200, 120, "all 1200 results after restart")
+        await reader.poll(1.0)
+        second.terminate()
+        assert await second.wait_exit(60) == 0
+        results = [r.json() for r in reader.of(topics.success)]
+        assert reader.of(topics.failure) == []
+    per_delivery = Counter(r["result_id"] for r in results)
+    assert len(per_delivery) == 1200
+    assert max(per_delivery.values()) == 1, "a delivery was reported twice across a graceful restart"
+    assert all(v == sorted(v) and set(v) == {1, 2, 3, 4} for v in versions_by_order(endpoint.requests).values())
+
+
+async def test_two_members_share_the_work_and_survive_one_stopping(
+    broker: EmbeddedBroker, topics: Topics, endpoint: RecordingServer, connectors: StartConnector, tmp_path: Path
+) -> None:
+    endpoint.delay_s = 0.01
+    bootstrap = broker.bootstrap_servers
+    env = {
+        **topics.env("pair"),
+        **platform_env(endpoint, tmp_path / "store.db"),
+        "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "ORDER_SYNC_MAX_INFLIGHT_EVENTS": "20",
+    }
+    one, two = connectors(env), connectors(env)
+    await one.wait_ready()
+    await two.wait_ready()
+    events = [make_event(f"ord-{n % 100}", 1 + n // 100) for n in range(500)]
+    await produce_events(bootstrap, topics.input, events)
+    async with TopicReader(bootstrap, topics.success, topics.failure) as reader:
+        await reader.wait_for(lambda r: len(r.records) >= 150, 60, "work under way")
+        assert await one.metric("order_sync_events_total") > 0
+        assert await two.metric("order_sync_events_total") > 0
+        one.terminate()
+        assert await one.wait_exit(60) == 0
+        await reader.wait_for(lambda r: len(r.records) >= 1000, 120, "all results")
+        await reader.poll(1.0)
+        results = [r.json() for r in reader.of(topics.success)]
+        assert reader.of(topics.failure) == []
+    per_delivery = Counter(r["result_id"] for r in results)
+    assert len(per_delivery) == 1000 and max(per_delivery.values()) == 1
+    versions = versions_by_order(endpoint.requests)
+    assert all(v == [1, 2, 3, 4, 5] for v in versions.values()), "out of order or repeated across the rebalance"

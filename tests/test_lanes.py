@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import asyncio
+import random
+
+from connector.lanes import OrderingLanes
+
+
+async def test_same_key_runs_in_ticket_order_while_other_keys_overlap() -> None:
+    lanes = OrderingLanes()
+    log: list[tuple[str, int]] = []
+    running: dict[str, int] = {}
+    overlap_seen = asyncio.Event()
+
+    async def work(key: str, index: int) -> None:
+        ticket = lanes.take(key)
+        await asyncio.sleep(0)
+        try:
+            await ticket.wait_turn()
+            running[key] = running.get(key, 0) + 1
+            assert running[key] == 1, "two deliveries of one key ran at once"
+            if sum(1 for v in running.values() if v) > 1:
+                overlap_seen.set()
+            await asyncio.sleep(random.uniform(0, 0.005))
+            log.append((key, index))
+            running[key] -= 1
+        finally:
+            ticket.finish()
+
+    tasks = []
+    for index in range(30):
+        for key in ("a", "b", "c"):
+            tasks.append(asyncio.ensure_future(work(key, index)))
+    await asyncio.gather(*tasks)
+    for key in ("a", "b", "c"):
+        assert [i for k, i in log if k == key] == list(range(30))
+    assert overlap_seen.is_set()
+    assert len(lanes) == 0
+
+
+async def test_cancelled_delivery_lets_the_next_one_go() -> None:
+    lanes = OrderingLanes()
+    first = lanes.take("k")
+    second = lanes.take("k")
+    blocked = asyncio.ensure_future(second.wait_turn())
+    await asyncio.sleep(0)
+    assert not blocked.done()
+    first.finish()
+    await asyncio.wait_for(blocked, timeout=1)
+    second.finish()
+    assert len(lanes) == 0
