@@ -126,7 +126,11 @@ def _with_placeholders(platform: Platform, settings: PlatformSettings) -> Platfo
     return settings.model_copy(update=missing) if missing else settings
 
 
+def exact_json(body: bytes) -> Any:
+    """The body decoded with every number kept as sent (orjson writes the fragments back verbatim)."""
+    return json.loads(body, parse_float=orjson.Fragment, parse_int=orjson.Fragment)
+
+
 def pretty_json(body: bytes) -> str:
     """The body indented, every number exactly as sent (no float round trip)."""
-    document = json.loads(body, parse_float=orjson.Fragment, parse_int=orjson.Fragment)
-    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode("utf-8")
+    return orjson.dumps(exact_json(body), option=orjson.OPT_INDENT_2).decode("utf-8")

@@ -72,6 +72,7 @@ class PlatformSimulator(ABC):
     def release_hung(self) -> None:
         self.injector.release_hung()
 
+    @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
         is_token = request.match_info.route.name == TOKEN_ROUTE
         entry = None

@@ -95,7 +95,7 @@ class SimulatorSuite:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         self._runners.append(runner)
-        await web.TCPSite(runner, self.host, port, shutdown_timeout=SHUTDOWN_TIMEOUT_S).start()
+        await web.TCPSite(runner, self.host, port).start()
         bound: int = runner.addresses[0][1]
         return bound
 
