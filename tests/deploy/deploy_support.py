@@ -1,0 +1,68 @@
+"""Paths, values and small helpers shared by the deployment tests (imported by conftest and tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = ROOT / "helm" / "order-sync"
+PRODUCTION_VALUES = CHART_DIR / "ci" / "production-values.yaml"
+RELEASE = "order-sync"
+NAMESPACE = "orders"
+
+Manifest = dict[str, Any]
+Render = Callable[[dict[str, Any]], list[Manifest]]
+
+#: Values that switch on every optional object the chart can render (CRDs included), with
+#: credentials inline so the chart's own Secret is rendered too.
+FULL_VALUES: dict[str, Any] = {
+    "kafka": {
+        "bootstrapServers": "kafka-0:9094,kafka-1:9094",
+        "securityProtocol": "SASL_SSL",
+        "sasl": {"mechanism": "SCRAM-SHA-256", "username": "order-sync", "password": "kafka-s3cret"},
+        "tls": {"caSecret": {"name": "kafka-ca", "key": "ca.pem"}},
+    },
+    "idempotency": {"url": "redis://:redis-s3cret@redis:6379/0"},
+    "platforms": {
+        "vucustom": {"enabled": True, "apiKey": "vu-key", "apiSecret": "vu-s3cret"},
+        "sellercloud": {
+            "enabled": True,
+            "serverId": "acme",
+            "username": "sc-user",
+            "password": "sc-s3cret",
+            "settings": {"maxConcurrency": 4, "authRefreshOn": [401, 403], "timeoutS": 2.5},
+        },
+        "elasticpath": {"enabled": True, "clientId": "ep-client", "clientSecret": "ep-s3cret"},
+        "ventmere": {
+            "enabled": True,
+            "baseUrl": "https://ventmere.example.com",
+            "apiToken": "vm-token",
+            "organizationId": "org-1",
+        },
+    },
+    "connector": {"extraSettings": {"KAFKA__MAX_POLL_RECORDS": "200"}},
+    "keda": {"enabled": True, "maxReplicaCount": 12},
+    "serviceMonitor": {"enabled": True},
+    "prometheusRule": {"enabled": True},
+    "dashboards": {"enabled": True},
+}
+
+#: Secret values that must never appear outside a Secret.
+FULL_VALUES_SECRETS = (
+    "kafka-s3cret",
+    "redis-s3cret",
+    "vu-key",
+    "vu-s3cret",
+    "sc-s3cret",
+    "ep-s3cret",
+    "vm-token",
+)
+
+
+def only(manifests: list[Manifest], kind: str, name_suffix: str = "") -> Manifest:
+    """The one manifest of `kind` (whose name ends with `name_suffix`)."""
+    found = [m for m in manifests if m["kind"] == kind and m["metadata"]["name"].endswith(name_suffix)]
+    assert len(found) == 1, f"expected one {kind}*{name_suffix}, got {[m['metadata']['name'] for m in found]}"
+    return found[0]

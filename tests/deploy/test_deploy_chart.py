@@ -1,0 +1,454 @@
+"""The Helm chart, rendered by real Helm (helm-python-sdk: Helm v4's Go SDK) and checked offline.
+
+What is checked: `helm lint`; rendering with the default values, the production-like values file
+and a values set that enables every optional object; every rendered built-in object validated
+against the Kubernetes OpenAPI schemas of the oldest and newest versions kubernetes-validate ships
+(strict: unknown fields fail); values.schema.json enforced by Helm itself at render time; the
+render-time guards; and that the environment the pods receive is accepted by the connector's own
+settings loader.
+
+Not checked here (no cluster, no schemas shipped for them): the custom resources ServiceMonitor,
+PrometheusRule (monitoring.coreos.com/v1), ScaledObject and TriggerAuthentication (keda.sh/v1alpha1)
+are not validated against their CRDs' OpenAPI schemas; their metadata is validated as ObjectMeta
+and their specs are checked structurally below. Server-side admission (quotas, PodSecurity
+admission, webhooks) needs a cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from deploy_support import CHART_DIR, FULL_VALUES, FULL_VALUES_SECRETS, NAMESPACE, PRODUCTION_VALUES, RELEASE
+
+from connector.config import load_settings
+from connector.models import Platform
+
+KUBERNETES_VERSIONS = ("1.25.0", "1.37.0")  # kubeVersion >=1.25 in Chart.yaml; the newest shipped
+CUSTOM_RESOURCE_GROUPS = ("monitoring.coreos.com/", "keda.sh/")
+DATA_DIR = "/var/lib/order-sync"
+SECRET_ENV = re.compile(
+    r"PASSWORD|SECRET|TOKEN|API_KEY|IDEMPOTENCY__URL|SASL_USERNAME|__USERNAME|CLIENT_ID|ORGANIZATION_ID"
+)
+
+
+@pytest.fixture(scope="module")
+def rendered_sets(default_manifests: Any, production_manifests: Any, full_manifests: Any) -> dict[str, Any]:
+    return {"default": default_manifests, "production": production_manifests, "full": full_manifests}
+
+
+def _pod_env(
+    manifests: list[dict[str, Any]], existing_secret: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The ORDER_SYNC_* environment a pod gets from the ConfigMap and the Secret (envFrom)."""
+    env: dict[str, str] = {}
+    config_maps = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "ConfigMap"}
+    secrets = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Secret"}
+    container = _container(manifests)
+    for source in container["envFrom"]:
+        if "configMapRef" in source:
+            env.update(config_maps[source["configMapRef"]["name"]]["data"])
+        elif "secretRef" in source:
+            name = source["secretRef"]["name"]
+            if name in secrets:
+                secret = secrets[name]
+                env.update(secret.get("stringData", {}))
+                env.update({k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
+            else:
+                assert existing_secret is not None, f"pod reads Secret {name} the chart does not render"
+                env.update(existing_secret)
+    for variable in container.get("env", []):
+        env[variable["name"]] = variable["value"]
+    return env
+
+
+def _deployment(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [m for m in manifests if m["kind"] == "Deployment"]
+    return deployment
+
+
+def _container(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = _deployment(manifests)["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+# --- lint and Kubernetes schemas -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values_file", [None, PRODUCTION_VALUES], ids=["default", "production"])
+def test_helm_lint_reports_no_warning(helm: Any, production_values: dict[str, Any], values_file: Any) -> None:
+    values = production_values if values_file else None
+    report = helm.lint(str(CHART_DIR), values, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert problems == [] and report["errors"] == []
+
+
+@pytest.mark.parametrize("set_name", ["default", "production", "full"])
+@pytest.mark.parametrize("kube_version", KUBERNETES_VERSIONS)
+def test_rendered_objects_validate_against_kubernetes_schemas(
+    rendered_sets: dict[str, Any], set_name: str, kube_version: str
+) -> None:
+    manifests = rendered_sets[set_name]
+    assert manifests
+    for manifest in manifests:
+        if manifest["apiVersion"].startswith(CUSTOM_RESOURCE_GROUPS):
+            # No CRD schema available offline: validate the part Kubernetes itself owns.
+            stub = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": manifest["metadata"]}
+            kubernetes_validate.validate(stub, kube_version, strict=True)
+            continue
+        kubernetes_validate.validate(manifest, kube_version, strict=True)
+
+
+def test_default_install_renders_the_core_objects(default_manifests: list[dict[str, Any]]) -> None:
+    kinds = sorted(m["kind"] for m in default_manifests)
+    assert kinds == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"]
+    assert _deployment(default_manifests)["spec"]["replicas"] == 1
+    assert all(m["metadata"]["name"] == RELEASE for m in default_manifests)
+
+
+def test_production_values_render_monitoring_and_keda_without_a_chart_secret(
+    production_manifests: list[dict[str, Any]],
+) -> None:
+    kinds = sorted(m["kind"] for m in production_manifests)
+    assert kinds == [
+        "ConfigMap",
+        "ConfigMap",
+        "Deployment",
+        "PodDisruptionBudget",
+        "PrometheusRule",
+        "ScaledObject",
+        "Service",
+        "ServiceAccount",
+        "ServiceMonitor",
+        "TriggerAuthentication",
+    ]
+    deployment = _deployment(production_manifests)
+    assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
+    secret_refs = [
+        s["secretRef"]["name"] for s in _container(production_manifests)["envFrom"] if "secretRef" in s
+    ]
+    assert secret_refs == ["order-sync-credentials"]
+
+
+# --- the pod ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("set_name", ["default", "production", "full"])
+def test_pod_runs_non_root_with_read_only_root_and_no_capabilities(
+    rendered_sets: dict[str, Any], set_name: str
+) -> None:
+    manifests = rendered_sets[set_name]
+    pod = _deployment(manifests)["spec"]["template"]["spec"]
+    container = _container(manifests)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in security["capabilities"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+@pytest.mark.parametrize("set_name", ["default", "production", "full"])
+def test_probes_use_healthz_and_readyz_on_the_metrics_port(
+    rendered_sets: dict[str, Any], set_name: str
+) -> None:
+    manifests = rendered_sets[set_name]
+    container = _container(manifests)
+    (port,) = container["ports"]
+    assert port["name"] == "http"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    env = _pod_env(manifests, existing_secret={})
+    assert int(env["ORDER_SYNC_HTTP__PORT"]) == port["containerPort"]
+
+
+@pytest.mark.parametrize("set_name", ["default", "production", "full"])
+def test_termination_grace_outlasts_the_connector_shutdown_timeout(
+    rendered_sets: dict[str, Any], set_name: str
+) -> None:
+    manifests = rendered_sets[set_name]
+    grace = _deployment(manifests)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    shutdown = float(_pod_env(manifests, existing_secret={})["ORDER_SYNC_SHUTDOWN_TIMEOUT_S"])
+    assert grace >= shutdown + 10
+
+
+def test_sqlite_store_lives_on_a_writable_volume(default_manifests: list[dict[str, Any]]) -> None:
+    env = _pod_env(default_manifests)
+    url = env["ORDER_SYNC_IDEMPOTENCY__URL"]
+    assert url.startswith("sqlite:///")
+    path = url.removeprefix("sqlite:///")
+    container = _container(default_manifests)
+    (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    assert mount["mountPath"] == DATA_DIR and not mount.get("readOnly", False)
+    volumes = {v["name"]: v for v in _deployment(default_manifests)["spec"]["template"]["spec"]["volumes"]}
+    assert "emptyDir" in volumes[mount["name"]]
+
+
+def test_config_change_rolls_the_pods(render: Any) -> None:
+    def checksums(values: dict[str, Any]) -> dict[str, str]:
+        annotations = _deployment(render(values))["spec"]["template"]["metadata"]["annotations"]
+        return {k: v for k, v in annotations.items() if k.startswith("checksum/")}
+
+    base = checksums({})
+    assert set(base) == {"checksum/config", "checksum/secret"}
+    changed_config = checksums({"kafka": {"groupId": "other"}})
+    changed_secret = checksums({"idempotency": {"url": "redis://redis:6379/1"}})
+    assert changed_config["checksum/config"] != base["checksum/config"]
+    assert changed_config["checksum/secret"] == base["checksum/secret"]
+    assert changed_secret["checksum/secret"] != base["checksum/secret"]
+
+
+def test_selectors_match_the_pod_labels(full_manifests: list[dict[str, Any]], find: Any) -> None:
+    pod_labels = _deployment(full_manifests)["spec"]["template"]["metadata"]["labels"]
+    service = find(full_manifests, "Service")
+    pdb = find(full_manifests, "PodDisruptionBudget")
+    monitor = find(full_manifests, "ServiceMonitor")
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    assert _deployment(full_manifests)["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+# --- the connector's configuration -----------------------------------------------------------------
+
+
+def test_default_environment_is_accepted_by_the_connector(default_manifests: list[dict[str, Any]]) -> None:
+    settings = load_settings(environ=_pod_env(default_manifests))
+    assert settings.kafka.bootstrap_servers == "kafka:9092"
+    assert settings.platforms.enabled() == []
+
+
+def test_full_environment_is_accepted_by_the_connector(full_manifests: list[dict[str, Any]]) -> None:
+    settings = load_settings(environ=_pod_env(full_manifests))
+    assert settings.kafka.security_protocol == "SASL_SSL"
+    assert settings.kafka.sasl_mechanism == "SCRAM-SHA-256"
+    assert settings.kafka.sasl_password is not None
+    assert settings.kafka.sasl_password.get_secret_value() == "kafka-s3cret"
+    assert str(settings.kafka.ssl_cafile) == "/etc/order-sync/kafka-ca/ca.pem"
+    assert settings.kafka.max_poll_records == 200
+    assert settings.idempotency.url.get_secret_value() == "redis://:redis-s3cret@redis:6379/0"
+    assert set(settings.platforms.enabled()) == set(Platform)
+    sellercloud = settings.platforms.sellercloud
+    assert sellercloud.resolved_base_url() == "https://acme.api.sellercloud.com/rest"
+    assert (sellercloud.max_concurrency, sellercloud.auth_refresh_on, sellercloud.timeout_s) == (
+        4,
+        [401, 403],
+        2.5,
+    )
+    assert settings.platforms.ventmere.organization_id == "org-1"
+
+
+def test_production_environment_is_accepted_by_the_connector(
+    production_manifests: list[dict[str, Any]],
+) -> None:
+    # The keys production-values.yaml documents for its existingSecret.
+    existing_secret = {
+        "ORDER_SYNC_IDEMPOTENCY__URL": "postgresql://order_sync:pw@db:5432/order_sync",
+        "ORDER_SYNC_KAFKA__SASL_USERNAME": "order-sync",
+        "ORDER_SYNC_KAFKA__SASL_PASSWORD": "pw",
+        "ORDER_SYNC_PLATFORMS__VUCUSTOM__API_KEY": "k",
+        "ORDER_SYNC_PLATFORMS__VUCUSTOM__API_SECRET": "s",
+        "ORDER_SYNC_PLATFORMS__SELLERCLOUD__USERNAME": "u",
+        "ORDER_SYNC_PLATFORMS__SELLERCLOUD__PASSWORD": "p",
+        "ORDER_SYNC_PLATFORMS__ELASTICPATH__CLIENT_ID": "c",
+        "ORDER_SYNC_PLATFORMS__ELASTICPATH__CLIENT_SECRET": "s",
+        "ORDER_SYNC_PLATFORMS__VENTMERE__API_TOKEN": "t",
+        "ORDER_SYNC_PLATFORMS__VENTMERE__ORGANIZATION_ID": "o",
+    }
+    settings = load_settings(environ=_pod_env(production_manifests, existing_secret))
+    assert set(settings.platforms.enabled()) == set(Platform)
+    assert settings.platforms.elasticpath.auth_refresh_on == [401, 403]
+    assert settings.shutdown_timeout_s == 45
+
+
+def test_secrets_stay_out_of_the_config_map(full_manifests: list[dict[str, Any]], find: Any) -> None:
+    config_map = find(full_manifests, "ConfigMap", RELEASE)
+    secret = find(full_manifests, "Secret")
+    assert not [key for key in config_map["data"] if SECRET_ENV.search(key)]
+    assert all(SECRET_ENV.search(key) for key in secret["stringData"])
+    exposed = json.dumps([m for m in full_manifests if m["kind"] != "Secret"])
+    assert not [value for value in FULL_VALUES_SECRETS if value in exposed]
+
+
+# --- values.schema.json and render-time guards -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicaCount": "three"}, "/replicaCount"),
+        ({"kafka": {"bootstrapServers": ""}}, "/kafka/bootstrapServers"),
+        ({"kafka": {"securityProtocol": "TLS"}}, "/kafka/securityProtocol"),
+        ({"platforms": {"vucustom": {"settings": {"maxConcurency": 3}}}}, "maxConcurency"),
+        ({"platforms": {"vucustom": {"enabled": "yes"}}}, "/platforms/vucustom/enabled"),
+        ({"idempotency": {"url": "mysql://db/orders"}}, "/idempotency/url"),
+        ({"replicas": 3}, "replicas"),
+    ],
+    ids=[
+        "replicaCount-string",
+        "empty-bootstrap",
+        "protocol",
+        "setting-typo",
+        "enabled-string",
+        "store",
+        "unknown-key",
+    ],
+)
+def test_schema_rejects_wrong_values_through_helm(
+    helm: Any, render: Any, values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm.HelmValuesError, match=re.escape(message)):
+        render(values)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicaCount": 3}, "shared idempotency store"),
+        ({"keda": {"enabled": True}}, "shared idempotency store"),
+        (
+            {
+                "autoscaling": {"enabled": True},
+                "keda": {"enabled": True},
+                "idempotency": {"url": "redis://r:6379/0"},
+            },
+            "enable at most one",
+        ),
+        (
+            {"persistence": {"existingClaim": "data"}, "replicaCount": 2, "existingSecret": "s"},
+            "existingClaim",
+        ),
+        ({"kafka": {"securityProtocol": "SASL_SSL"}}, "kafka.sasl.mechanism"),
+        ({"platforms": {"ventmere": {"enabled": True}}}, "platforms.ventmere.baseUrl"),
+        ({"platforms": {"sellercloud": {"enabled": True}}}, "platforms.sellercloud.serverId"),
+    ],
+    ids=[
+        "sqlite-replicas",
+        "sqlite-keda",
+        "hpa-and-keda",
+        "claim-replicas",
+        "sasl-mechanism",
+        "ventmere-url",
+        "sc-server",
+    ],
+)
+def test_render_refuses_unsafe_combinations(
+    helm: Any, render: Any, values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm.HelmError, match=re.escape(message)):
+        render(values)
+
+
+def test_shared_store_allows_several_replicas(render: Any) -> None:
+    manifests = render({"replicaCount": 3, "idempotency": {"url": "postgresql://db/orders"}})
+    assert _deployment(manifests)["spec"]["replicas"] == 3
+
+
+def test_hpa_scales_the_deployment(render: Any, find: Any) -> None:
+    manifests = render(
+        {"autoscaling": {"enabled": True, "maxReplicas": 4}, "idempotency": {"url": "redis://r/0"}}
+    )
+    hpa = find(manifests, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == _deployment(manifests)["metadata"]["name"]
+    assert hpa["spec"]["maxReplicas"] == 4
+    assert "replicas" not in _deployment(manifests)["spec"]
+    for kube_version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(hpa, kube_version, strict=True)
+
+
+# --- custom resources (structure only; see the module docstring) -----------------------------------
+
+
+def test_keda_scales_on_the_consumer_group_lag(full_manifests: list[dict[str, Any]], find: Any) -> None:
+    scaled = find(full_manifests, "ScaledObject")
+    auth = find(full_manifests, "TriggerAuthentication")
+    assert scaled["apiVersion"] == auth["apiVersion"] == "keda.sh/v1alpha1"
+    assert scaled["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": RELEASE,
+    }
+    assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"] == 12
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "kafka"
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    metadata = trigger["metadata"]
+    assert all(isinstance(v, str) for v in metadata.values()), "KEDA trigger metadata values are strings"
+    assert metadata["bootstrapServers"] == FULL_VALUES["kafka"]["bootstrapServers"]
+    assert (metadata["consumerGroup"], metadata["topic"]) == ("order-sync", "orders.changed")
+    assert int(metadata["lagThreshold"]) > 0
+    assert (metadata["sasl"], metadata["tls"], metadata["allowIdleConsumers"]) == (
+        "scram_sha256",
+        "enable",
+        "false",
+    )
+    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert refs == {
+        "username": (RELEASE, "ORDER_SYNC_KAFKA__SASL_USERNAME"),
+        "password": (RELEASE, "ORDER_SYNC_KAFKA__SASL_PASSWORD"),
+        "ca": ("kafka-ca", "ca.pem"),
+    }
+    secret = find(full_manifests, "Secret")
+    assert {"ORDER_SYNC_KAFKA__SASL_USERNAME", "ORDER_SYNC_KAFKA__SASL_PASSWORD"} <= set(secret["stringData"])
+
+
+def test_prometheus_rule_structure(full_manifests: list[dict[str, Any]], find: Any) -> None:
+    rule = find(full_manifests, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    (group,) = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert set(alerts) == {
+        "OrderSyncDeliveryFailureRatioHigh",
+        "OrderSyncDeadLetterQueueGrowing",
+        "OrderSyncConsumerLagGrowing",
+        "OrderSyncCircuitOpen",
+        "OrderSyncNotReady",
+        "OrderSyncTargetDown",
+    }
+    for alert in alerts.values():
+        assert set(alert) <= {"alert", "expr", "for", "labels", "annotations"}
+        assert re.fullmatch(r"(\d+[smhdwy])+", alert["for"]), alert["for"]
+        assert alert["labels"]["severity"] in {"info", "warning", "critical"}
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"]
+        assert f'namespace="{NAMESPACE}"' in alert["expr"]
+    assert alerts["OrderSyncCircuitOpen"]["for"] == "5m"
+
+
+def test_service_monitor_scrapes_metrics_path(full_manifests: list[dict[str, Any]], find: Any) -> None:
+    monitor = find(full_manifests, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+
+
+def test_alert_thresholds_follow_values(render: Any, find: Any) -> None:
+    values = copy.deepcopy(FULL_VALUES)
+    values["prometheusRule"] = {
+        "enabled": True,
+        "alerts": {"deliveryFailureRatio": {"threshold": 0.2}, "targetDown": {"enabled": False}},
+    }
+    rules = find(render(values), "PrometheusRule")["spec"]["groups"][0]["rules"]
+    alerts = {r["alert"]: r for r in rules}
+    assert "OrderSyncTargetDown" not in alerts
+    assert alerts["OrderSyncDeliveryFailureRatioHigh"]["expr"].rstrip().endswith("> 0.2")
+
+
+def test_dashboard_config_map_carries_the_dashboard_file(
+    full_manifests: list[dict[str, Any]], find: Any
+) -> None:
+    config_map = find(full_manifests, "ConfigMap", "-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads((CHART_DIR / "dashboards" / "order-sync.json").read_text(encoding="utf-8"))
+    assert json.loads(config_map["data"]["order-sync.json"]) == shipped
