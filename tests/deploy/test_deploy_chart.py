@@ -24,10 +24,17 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from deploy_support import CHART_DIR, FULL_VALUES, FULL_VALUES_SECRETS, NAMESPACE, PRODUCTION_VALUES, RELEASE
 
 from connector.config import load_settings
 from connector.models import Platform
+from tests.deploy.deploy_support import (
+    CHART_DIR,
+    FULL_VALUES,
+    FULL_VALUES_SECRETS,
+    NAMESPACE,
+    PRODUCTION_VALUES,
+    RELEASE,
+)
 
 KUBERNETES_VERSIONS = ("1.25.0", "1.37.0")  # kubeVersion >=1.25 in Chart.yaml; the newest shipped
 CUSTOM_RESOURCE_GROUPS = ("monitoring.coreos.com/", "keda.sh/")

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import CHART_DIR, ROOT
 
 from connector.config import load_settings
+from tests.deploy.deploy_support import CHART_DIR, ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"

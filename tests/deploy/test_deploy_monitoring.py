@@ -11,8 +11,9 @@ import json
 from typing import Any
 
 import pytest
-from deploy_promql import SCRAPE_SERIES, TARGET_LABELS, Query, exposed_series, read
-from deploy_support import CHART_DIR, FULL_VALUES
+
+from tests.deploy.deploy_promql import SCRAPE_SERIES, TARGET_LABELS, Query, exposed_series, read
+from tests.deploy.deploy_support import CHART_DIR, FULL_VALUES
 
 DASHBOARD = CHART_DIR / "dashboards" / "order-sync.json"
 #: The metrics CONTRACT §6 and the issue ask the dashboard to show.
