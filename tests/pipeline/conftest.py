@@ -32,7 +32,7 @@ def platform_env(server: RecordingServer, store_path: Path) -> dict[str, str]:
         "ORDER_SYNC_PLATFORMS__VENTMERE__ORGANIZATION_ID": "org-1",
         "ORDER_SYNC_PLATFORMS__SELLERCLOUD__ENABLED": "false",
         "ORDER_SYNC_PLATFORMS__ELASTICPATH__ENABLED": "false",
-        "ORDER_SYNC_IDEMPOTENCY__URL": "memory://",
+        "ORDER_SYNC_IDEMPOTENCY__URL": f"sqlite:///{store_path}",
     }
 
 
