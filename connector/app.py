@@ -55,7 +55,12 @@ class Connector:
         }
         self.publisher = Publisher(settings.kafka)
         self.runner = DeliveryRunner(
-            self.dispatchers, self.guard, self.publisher, self.metrics, self.owner, settings.idempotency.claim_lease_s
+            self.dispatchers,
+            self.guard,
+            self.publisher,
+            self.metrics,
+            self.owner,
+            settings.idempotency.claim_lease_s,
         )
         self.consumer = EventConsumer(
             settings, self.runner, self.publisher, self.guard, self.enabled, self.metrics
@@ -123,7 +128,9 @@ class Connector:
         await self.http.start()
         log.info(
             "order-sync starting",
-            extra={"fields": {"platforms": ",".join(p.value for p in self.enabled), "http_port": self.http.port}},
+            extra={
+                "fields": {"platforms": ",".join(p.value for p in self.enabled), "http_port": self.http.port}
+            },
         )
         background: list[asyncio.Task[None]] = []
         try:

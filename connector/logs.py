@@ -12,7 +12,16 @@ import orjson
 from connector.redaction import Redactor
 
 #: Context fields copied from `extra=` into every line that has them.
-CONTEXT_FIELDS = ("event_id", "order_number", "platform", "outcome", "status_code", "attempts", "partition", "offset")
+CONTEXT_FIELDS = (
+    "event_id",
+    "order_number",
+    "platform",
+    "outcome",
+    "status_code",
+    "attempts",
+    "partition",
+    "offset",
+)
 
 
 class JsonFormatter(logging.Formatter):

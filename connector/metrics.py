@@ -19,7 +19,10 @@ class Metrics:
             "order_sync_events", "Input messages consumed, by validity.", ["result"], registry=r
         )
         self.deliveries = Counter(
-            "order_sync_deliveries", "Deliveries that reached an outcome.", ["platform", "outcome"], registry=r
+            "order_sync_deliveries",
+            "Deliveries that reached an outcome.",
+            ["platform", "outcome"],
+            registry=r,
         )
         self.platform_requests = Counter(
             "order_sync_platform_requests",
@@ -38,7 +41,10 @@ class Metrics:
             "order_sync_retries", "Retries scheduled, by reason.", ["platform", "reason"], registry=r
         )
         self.inflight_deliveries = Gauge(
-            "order_sync_inflight_deliveries", "Deliveries started and not yet reported.", ["platform"], registry=r
+            "order_sync_inflight_deliveries",
+            "Deliveries started and not yet reported.",
+            ["platform"],
+            registry=r,
         )
         self.inflight_events = Gauge(
             "order_sync_inflight_events", "Events consumed and not yet complete.", registry=r
@@ -50,7 +56,10 @@ class Metrics:
             registry=r,
         )
         self.circuit_open = Gauge(
-            "order_sync_circuit_open", "1 while the platform's circuit is open or half-open.", ["platform"], registry=r
+            "order_sync_circuit_open",
+            "1 while the platform's circuit is open or half-open.",
+            ["platform"],
+            registry=r,
         )
         self.consumer_lag = Gauge(
             "order_sync_consumer_lag", "End offset minus committed offset.", ["partition"], registry=r

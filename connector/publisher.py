@@ -69,6 +69,8 @@ class Publisher:
                 return
             except KafkaError as exc:
                 # The event stays in flight (and uncommitted) until its result is acknowledged.
-                log.warning("publish to %s failed, retrying: %s", topic, exc, extra={"fields": {"topic": topic}})
+                log.warning(
+                    "publish to %s failed, retrying: %s", topic, exc, extra={"fields": {"topic": topic}}
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

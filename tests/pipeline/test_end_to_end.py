@@ -31,12 +31,20 @@ async def wait_committed(bootstrap: str, group: str, topic: str, timeout_s: floa
 
 
 async def test_every_change_is_applied_once_in_version_order(
-    broker: EmbeddedBroker, topics: Topics, endpoint: RecordingServer, connectors: StartConnector, tmp_path: Path
+    broker: EmbeddedBroker,
+    topics: Topics,
+    endpoint: RecordingServer,
+    connectors: StartConnector,
+    tmp_path: Path,
 ) -> None:
     bootstrap = broker.bootstrap_servers
     events = [make_event(f"ord-{n}", version) for version in (1, 2, 3) for n in range(200)]
     connector = connectors(
-        {**topics.env("e2e"), **platform_env(endpoint, tmp_path / "store.db"), "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap}
+        {
+            **topics.env("e2e"),
+            **platform_env(endpoint, tmp_path / "store.db"),
+            "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        }
     )
     await connector.wait_ready()
     started = time.monotonic()
@@ -61,12 +69,20 @@ async def test_every_change_is_applied_once_in_version_order(
 
 
 async def test_deliveries_run_concurrently(
-    broker: EmbeddedBroker, topics: Topics, endpoint: RecordingServer, connectors: StartConnector, tmp_path: Path
+    broker: EmbeddedBroker,
+    topics: Topics,
+    endpoint: RecordingServer,
+    connectors: StartConnector,
+    tmp_path: Path,
 ) -> None:
     endpoint.delay_s = 0.05
     bootstrap = broker.bootstrap_servers
     connector = connectors(
-        {**topics.env("conc"), **platform_env(endpoint, tmp_path / "store.db"), "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap}
+        {
+            **topics.env("conc"),
+            **platform_env(endpoint, tmp_path / "store.db"),
+            "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        }
     )
     await connector.wait_ready()
     await produce_events(bootstrap, topics.input, [make_event(f"ord-{n}", 1) for n in range(500)])
@@ -75,13 +91,20 @@ async def test_deliveries_run_concurrently(
     answered = sorted(request.at for request in endpoint.requests)
     elapsed = answered[-1] - answered[0] + endpoint.delay_s
     serial = 1000 * endpoint.delay_s
-    print(f"\nconcurrency: 1000 deliveries at 50 ms in {elapsed:.2f}s (serial {serial:.0f}s, ratio {elapsed / serial:.3f})")
+    print(
+        f"\nconcurrency: 1000 deliveries at 50 ms in {elapsed:.2f}s"
+        f" (serial {serial:.0f}s, ratio {elapsed / serial:.3f})"
+    )
     assert elapsed < serial / 10
     assert endpoint.max_in_progress > 10
 
 
 async def test_dlq_receives_bad_messages_and_the_stream_goes_on(
-    broker: EmbeddedBroker, topics: Topics, endpoint: RecordingServer, connectors: StartConnector, tmp_path: Path
+    broker: EmbeddedBroker,
+    topics: Topics,
+    endpoint: RecordingServer,
+    connectors: StartConnector,
+    tmp_path: Path,
 ) -> None:
     bootstrap = broker.bootstrap_servers
     schema_invalid = b'{"event_id": "e-bad", "event_type": "order.changed"}'
@@ -101,7 +124,11 @@ async def test_dlq_receives_bad_messages_and_the_stream_goes_on(
         ],
     )
     connector = connectors(
-        {**topics.env("dlq"), **platform_env(endpoint, tmp_path / "store.db"), "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap}
+        {
+            **topics.env("dlq"),
+            **platform_env(endpoint, tmp_path / "store.db"),
+            "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        }
     )
     async with TopicReader(bootstrap, topics.success, topics.dlq) as reader:
         await reader.wait_for(
@@ -115,6 +142,9 @@ async def test_dlq_receives_bad_messages_and_the_stream_goes_on(
         assert record.headers["source.partition"].isdigit()
         assert record.headers["error.message"]
     assert [int(r.headers["source.offset"]) for r in dlq] == [1, 3, 4]
-    assert versions_by_order(endpoint.requests) == {("vucustom", "ord-dlq"): [1, 2, 3], ("ventmere", "ord-dlq"): [1, 2, 3]}
+    assert versions_by_order(endpoint.requests) == {
+        ("vucustom", "ord-dlq"): [1, 2, 3],
+        ("ventmere", "ord-dlq"): [1, 2, 3],
+    }
     assert await connector.metric("order_sync_dlq_total") == 3
     await wait_committed(bootstrap, "dlq", topics.input)

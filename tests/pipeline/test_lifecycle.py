@@ -18,7 +18,11 @@ StartConnector = Callable[[dict[str, str]], ConnectorProcess]
 
 
 async def test_backpressure_bounds_inflight_events_and_pauses_fetching(
-    broker: EmbeddedBroker, topics: Topics, endpoint: RecordingServer, connectors: StartConnector, tmp_path: Path
+    broker: EmbeddedBroker,
+    topics: Topics,
+    endpoint: RecordingServer,
+    connectors: StartConnector,
+    tmp_path: Path,
 ) -> None:
     endpoint.hang = True
     bootstrap = broker.bootstrap_servers
@@ -51,7 +55,11 @@ async def test_backpressure_bounds_inflight_events_and_pauses_fetching(
 
 
 async def test_sigterm_exits_zero_and_a_restart_finishes_the_rest(
-    broker: EmbeddedBroker, topics: Topics, endpoint: RecordingServer, connectors: StartConnector, tmp_path: Path
+    broker: EmbeddedBroker,
+    topics: Topics,
+    endpoint: RecordingServer,
+    connectors: StartConnector,
+    tmp_path: Path,
 ) -> None:
     endpoint.delay_s = 0.02
     bootstrap = broker.bootstrap_servers
@@ -79,11 +87,17 @@ async def test_sigterm_exits_zero_and_a_restart_finishes_the_rest(
     per_delivery = Counter(r["result_id"] for r in results)
     assert len(per_delivery) == 1200
     assert max(per_delivery.values()) == 1, "a delivery was reported twice across a graceful restart"
-    assert all(v == sorted(v) and set(v) == {1, 2, 3, 4} for v in versions_by_order(endpoint.requests).values())
+    assert all(
+        v == sorted(v) and set(v) == {1, 2, 3, 4} for v in versions_by_order(endpoint.requests).values()
+    )
 
 
 async def test_two_members_share_the_work_and_survive_one_stopping(
-    broker: EmbeddedBroker, topics: Topics, endpoint: RecordingServer, connectors: StartConnector, tmp_path: Path
+    broker: EmbeddedBroker,
+    topics: Topics,
+    endpoint: RecordingServer,
+    connectors: StartConnector,
+    tmp_path: Path,
 ) -> None:
     endpoint.delay_s = 0.01
     bootstrap = broker.bootstrap_servers
@@ -111,4 +125,6 @@ async def test_two_members_share_the_work_and_survive_one_stopping(
     per_delivery = Counter(r["result_id"] for r in results)
     assert len(per_delivery) == 1000 and max(per_delivery.values()) == 1
     versions = versions_by_order(endpoint.requests)
-    assert all(v == [1, 2, 3, 4, 5] for v in versions.values()), "out of order or repeated across the rebalance"
+    assert all(v == [1, 2, 3, 4, 5] for v in versions.values()), (
+        "out of order or repeated across the rebalance"
+    )

@@ -50,9 +50,7 @@ async def create_topics(bootstrap: str, partitions: int = 4) -> Topics:
     return topics
 
 
-async def produce(
-    bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]
-) -> None:
+async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> None:
     """Publish (key, value) pairs in order and wait for every acknowledgement."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
     await producer.start()
@@ -136,7 +134,9 @@ class TopicReader:
                 raise AssertionError(f"unexpected record on {fail_on}: {self.of(fail_on)[0].value!r}")
             if loop.time() > deadline:
                 counts = {t: len(self.of(t)) for t in self._topics}
-                raise AssertionError(f"timed out after {timeout_s}s waiting for {what or condition}: {counts}")
+                raise AssertionError(
+                    f"timed out after {timeout_s}s waiting for {what or condition}: {counts}"
+                )
             await self.poll()
 
 

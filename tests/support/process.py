@@ -58,9 +58,7 @@ class ConnectorProcess:
             metric, _, label_text = head.partition("{")
             if metric != name:
                 continue
-            pairs = dict(
-                part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part
-            )
+            pairs = dict(part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part)
             pairs = {k: v.strip('"') for k, v in pairs.items()}
             if all(pairs.get(k) == v for k, v in wanted.items()):
                 total += float(value)
@@ -93,9 +91,7 @@ class ConnectorProcess:
     def assert_running(self) -> None:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(
-                f"connector exited with {self.process.returncode}:\n{self.log_tail()}"
-            )
+            raise AssertionError(f"connector exited with {self.process.returncode}:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
         try:
