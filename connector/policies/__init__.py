@@ -1,0 +1,19 @@
+"""Per-platform delivery policies, each a small class with one job, composed from `PlatformSettings`.
+
+- `RetryPolicy`: whether and when a delivery attempts again (backoff, `Retry-After`, budget).
+- `TokenBucket`: how fast requests may start (FIFO, slows down on 429s).
+- `CircuitBreaker`: whether requests may start at all while the platform keeps failing.
+"""
+
+from connector.policies.circuit import CircuitBreaker, CircuitState
+from connector.policies.ratelimit import TokenBucket
+from connector.policies.retry import RetryDecision, RetryPolicy, RetryReason
+
+__all__ = [
+    "CircuitBreaker",
+    "CircuitState",
+    "RetryDecision",
+    "RetryPolicy",
+    "RetryReason",
+    "TokenBucket",
+]

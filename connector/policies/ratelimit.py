@@ -1,0 +1,163 @@
+"""A platform's request rate: a FIFO token bucket that slows down while the platform answers 429."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+from connector.config import PlatformSettings
+
+# A token due within this long counts as due: refill arithmetic can leave the bucket an ulp
+# short at the instant a sleep ends, and a nanosecond re-sleep would only spin the event loop.
+_DUE_SLACK_S = 1e-6
+# Responses to requests sent before a slow-down still arrive for about one round trip; halving
+# again for each of them would collapse the rate to its floor after one burst of 429s.
+_DECREASE_INTERVAL_S = 1.0
+# At full use, the effective rate climbs back by this share of the configured rate per second.
+_RECOVERY_SHARE_PER_S = 0.1
+_FLOOR_SHARE = 0.1
+_FLOOR_MIN_RPS = 1.0
+
+
+class TokenBucket:
+    """Admits at most `burst + rate_per_s * T` acquisitions in any interval of length `T`.
+
+    - `acquire()` returns once a token is taken. Waiters are served first come, first served: a
+      newcomer never overtakes a queued waiter, even when a token happens to be free. Only the
+      head of the queue sleeps (once, for exactly its deficit); the rest wait on a future, so
+      thousands of waiters cost no timers and no polling.
+    - Cancelling a waiter takes nothing from the bucket: a token is only taken by a waiter that
+      then returns.
+    - `rate_per_s == 0` means unlimited: `acquire()` returns at once and `throttle()` /
+      `on_success()` do nothing. Such a platform gave us no rate to slow down from; its 429s are
+      handled per delivery (`RetryPolicy` honours `Retry-After`) and, when they persist, by the
+      circuit breaker.
+    - `throttle(retry_after_s)` reports a 429: the effective rate halves (at most once per
+      second, never below `max(10% of rate_per_s, 1 rps)`, nor above `rate_per_s`), the saved-up
+      burst is forfeited, and a `Retry-After` pauses every acquisition for that long (at most
+      `max_hold_s`, so one odd header cannot stall a platform for hours).
+    - `on_success()` reports a success: the effective rate climbs back additively, by 10% of
+      `rate_per_s` per second of successes at full use, up to `rate_per_s`.
+
+    The bucket starts full. The effective rate never exceeds `rate_per_s`, so the bound above
+    holds through every slow-down and recovery (give or take a microsecond's worth of tokens:
+    a token due within a microsecond is handed out). `clock` must keep pace with the event
+    loop's clock, which times the head's sleep; the default does.
+    """
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_hold_s: float = 60.0,
+    ) -> None:
+        if not (rate_per_s >= 0 and math.isfinite(rate_per_s)):
+            raise ValueError("rate_per_s must be a finite number >= 0 (0 = unlimited)")
+        if burst is not None and not (burst >= 1 and math.isfinite(burst)):
+            raise ValueError("burst must be a finite number >= 1")
+        if not max_hold_s >= 0:
+            raise ValueError("max_hold_s must be >= 0")
+        self._clock = clock
+        self._rate = float(rate_per_s)
+        self._burst = float(burst) if burst is not None else max(1.0, self._rate)
+        self._max_hold_s = max_hold_s
+        self._floor = min(self._rate, max(self._rate * _FLOOR_SHARE, _FLOOR_MIN_RPS))
+        self._effective = self._rate
+        self._tokens = self._burst
+        # Tokens accrue from this instant on; during a Retry-After pause it lies in the future.
+        self._updated = clock()
+        self._last_decrease = -math.inf
+        # The head (index 0) is the waiter being served; the others wait for it to leave.
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @classmethod
+    def from_settings(cls, settings: PlatformSettings) -> TokenBucket:
+        return cls(settings.rate_limit_rps)
+
+    @property
+    def rate_per_s(self) -> float:
+        """The configured rate (0 = unlimited)."""
+        return self._rate
+
+    @property
+    def burst(self) -> float:
+        return self._burst
+
+    @property
+    def effective_rate_per_s(self) -> float:
+        """The rate currently enforced: `rate_per_s`, or less while slowing down after 429s."""
+        return self._effective
+
+    @property
+    def waiting(self) -> int:
+        """How many callers are queued in `acquire()`."""
+        return len(self._waiters)
+
+    async def acquire(self) -> None:
+        if self._rate == 0:
+            return
+        if not self._waiters and self._take_or_wait_s() is None:
+            return
+        me: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(me)
+        try:
+            if self._waiters[0] is not me:
+                await me
+            wait_s = self._take_or_wait_s()
+            while wait_s is not None:
+                # Sleep for the whole deficit; wake again only if a throttle() landed meanwhile.
+                await asyncio.sleep(wait_s)
+                wait_s = self._take_or_wait_s()
+        finally:
+            was_head = self._waiters[0] is me
+            self._waiters.remove(me)
+            # Hand over whether we got a token or were cancelled (even right after being woken):
+            # the next waiter must not be left waiting for a wake-up that never comes.
+            if was_head and self._waiters:
+                head = self._waiters[0]
+                if not head.done():
+                    head.set_result(None)
+
+    def throttle(self, retry_after_s: float | None = None) -> None:
+        """The platform answered 429 (`retry_after_s` from its `Retry-After`, if any)."""
+        if self._rate == 0:
+            return
+        now = self._clock()
+        self._refill(now)
+        if now - self._last_decrease >= _DECREASE_INTERVAL_S:
+            self._effective = max(self._floor, self._effective / 2)
+            self._last_decrease = now
+        self._tokens = min(self._tokens, 0.0)
+        if retry_after_s is not None and retry_after_s > 0:
+            self._updated = max(self._updated, now + min(retry_after_s, self._max_hold_s))
+
+    def on_success(self) -> None:
+        """A request went through; creep back toward the configured rate."""
+        if self._rate == 0 or self._effective >= self._rate:
+            return
+        self._refill(self._clock())
+        # Successes arrive about `effective` times a second, so this step adds
+        # `_RECOVERY_SHARE_PER_S * rate` per second: additive in time, not in requests.
+        step = _RECOVERY_SHARE_PER_S * self._rate / self._effective
+        self._effective = min(self._rate, self._effective + step)
+
+    def _refill(self, now: float) -> None:
+        if now > self._updated:
+            self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._effective)
+            self._updated = now
+
+    def _take_or_wait_s(self) -> float | None:
+        """Take a token and return None, or return how long until one is due."""
+        now = self._clock()
+        self._refill(now)
+        # While paused by a Retry-After, `_updated` lies ahead and nothing accrues until then.
+        wait_s = max(0.0, self._updated - now) + max(0.0, 1 - self._tokens) / self._effective
+        if wait_s > _DUE_SLACK_S:
+            return wait_s
+        self._tokens -= 1
+        return None

@@ -1,0 +1,373 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.config import ElasticPathSettings, VuCustomSettings
+from connector.policies import TokenBucket
+
+from .virtual_time import now, run_virtual
+
+# Grants may come up to a microsecond early (the bucket's due-slack) plus float noise.
+SLACK_S = 2e-6
+
+
+def max_excess(times: list[float], rate: float) -> float:
+    """max over i <= j of (grants in [t_i, t_j]) - rate * (t_j - t_i), for sorted grant times.
+
+    The token-bucket guarantee is that this never exceeds the burst.
+    """
+    best = float("-inf")
+    lowest = float("inf")
+    for j, t in enumerate(times):
+        lowest = min(lowest, j - rate * t)
+        best = max(best, (j - rate * t) - lowest + 1)
+    return best
+
+
+def virtual_bucket(rate: float, burst: float | None = None, **kwargs: float) -> TokenBucket:
+    return TokenBucket(rate, burst, clock=asyncio.get_running_loop().time, **kwargs)
+
+
+async def acquire_all(bucket: TokenBucket, n: int) -> list[float]:
+    """`n` callers acquire at once; returns their grant times in completion order."""
+    granted: list[float] = []
+
+    async def one() -> None:
+        await bucket.acquire()
+        granted.append(now())
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return granted
+
+
+@given(
+    rate=st.floats(min_value=0.5, max_value=500),
+    burst=st.none() | st.floats(min_value=1, max_value=20),
+    # Crowds arriving at once after quiet spells are what tempt a bucket to over-admit.
+    crowds=st.lists(
+        st.tuples(st.floats(min_value=0, max_value=3), st.integers(min_value=1, max_value=40)),
+        min_size=1,
+        max_size=6,
+    ),
+    throttle_at=st.lists(st.floats(min_value=0, max_value=3), max_size=3),
+)
+@settings(max_examples=40, deadline=None)
+def test_no_interval_admits_more_than_burst_plus_rate_times_length(
+    rate: float, burst: float | None, crowds: list[tuple[float, int]], throttle_at: list[float]
+) -> None:
+    arrivals = [at for at, size in crowds for _ in range(size)]
+
+    async def scenario() -> tuple[TokenBucket, list[int], list[int], list[float]]:
+        bucket = virtual_bucket(rate, burst)
+        called: list[int] = []
+        granted: list[int] = []
+        grant_times: list[float] = []
+
+        async def caller(index: int, at: float) -> None:
+            await asyncio.sleep(at)
+            called.append(index)
+            await bucket.acquire()
+            granted.append(index)
+            grant_times.append(now())
+
+        async def throttler(at: float) -> None:
+            await asyncio.sleep(at)
+            bucket.throttle(0.1)
+
+        await asyncio.gather(
+            *(caller(i, at) for i, at in enumerate(arrivals)), *(throttler(at) for at in throttle_at)
+        )
+        return bucket, called, granted, grant_times
+
+    bucket, called, granted, grant_times = run_virtual(scenario())
+    assert max_excess(grant_times, rate) <= bucket.burst + rate * SLACK_S
+    # First come, first served: nobody overtakes an earlier caller.
+    assert granted == called
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(200, None), (10, 1), (10, 2.5), (0.5, None)])
+def test_callers_arriving_together_get_the_burst_then_one_token_per_interval(
+    rate: float, burst: float | None
+) -> None:
+    async def scenario() -> tuple[float, list[float]]:
+        bucket = virtual_bucket(rate, burst)
+        return bucket.burst, await acquire_all(bucket, 50)
+
+    effective_burst, granted = run_virtual(scenario())
+    # The k-th grant (from 0) is due when k + 1 tokens have been available.
+    expected = [max(0.0, (k + 1 - effective_burst) / rate) for k in range(50)]
+    assert granted == pytest.approx(expected, abs=SLACK_S)
+
+
+def test_idle_bucket_saves_up_no_more_than_the_burst() -> None:
+    async def scenario() -> list[float]:
+        bucket = virtual_bucket(100, 5)
+        await asyncio.sleep(60)
+        return await acquire_all(bucket, 8)
+
+    granted = run_virtual(scenario())
+    assert granted == pytest.approx([60] * 5 + [60.01, 60.02, 60.03], abs=SLACK_S)
+
+
+def test_newcomer_never_overtakes_queued_waiters_even_when_tokens_are_free() -> None:
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        stall = [0.0]
+        # The bucket's clock runs ahead of the loop's timers, as after the loop was blocked.
+        bucket = TokenBucket(10, 5, clock=lambda: loop.time() + stall[0])
+        await acquire_all(bucket, 5)
+        order: list[str] = []
+
+        async def caller(name: str) -> None:
+            await bucket.acquire()
+            order.append(name)
+
+        queued = [asyncio.create_task(caller(name)) for name in "ABC"]
+        await asyncio.sleep(0.01)
+        assert bucket.waiting == 3
+        stall[0] = 10.0  # five tokens are free now, but A still sleeps on its loop timer
+        await asyncio.gather(caller("D"), *queued)
+        return order
+
+    assert run_virtual(scenario()) == ["A", "B", "C", "D"]
+
+
+def test_each_waiter_sleeps_once_and_only_the_head_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    sleeps: list[float] = []
+    real_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    async def counting_sleep(delay: float) -> None:
+        sleeps.append(delay)
+        await real_sleep(delay)
+
+    monkeypatch.setattr("connector.policies.ratelimit.asyncio.sleep", counting_sleep)
+
+    async def scenario() -> tuple[list[float], int]:
+        bucket = virtual_bucket(1000, 10)
+        peak_timers = 0
+
+        async def watch() -> None:
+            nonlocal peak_timers
+            loop = asyncio.get_running_loop()
+            while bucket.waiting or now() == 0:
+                # The loop's scheduled-timer heap is private, but it is the honest measure here.
+                peak_timers = max(peak_timers, len(loop._scheduled))  # type: ignore[attr-defined]
+                await real_sleep(0.0005)
+
+        watcher = asyncio.create_task(watch())
+        granted = await acquire_all(bucket, 2000)
+        await watcher
+        return granted, peak_timers
+
+    granted, peak_timers = run_virtual(scenario())
+    assert len(granted) == 2000
+    assert max(granted) == pytest.approx((2000 - 10) / 1000, abs=SLACK_S)
+    assert len(sleeps) == 2000 - 10
+    assert peak_timers <= 2  # the head's sleep and the watcher's own
+
+
+def test_cancelled_waiter_behind_the_head_loses_no_token() -> None:
+    async def scenario() -> list[tuple[int, float]]:
+        bucket = virtual_bucket(10, 1)
+        granted: list[tuple[int, float]] = []
+
+        async def caller(index: int) -> None:
+            await bucket.acquire()
+            granted.append((index, now()))
+
+        tasks = [asyncio.create_task(caller(i)) for i in range(4)]
+        await asyncio.sleep(0.05)
+        tasks[2].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert bucket.waiting == 0
+        return granted
+
+    granted = run_virtual(scenario())
+    assert [i for i, _ in granted] == [0, 1, 3]
+    assert [t for _, t in granted] == pytest.approx([0.0, 0.1, 0.2], abs=SLACK_S)
+
+
+def test_cancelled_head_hands_over_and_loses_no_token() -> None:
+    async def scenario() -> list[tuple[int, float]]:
+        bucket = virtual_bucket(10, 1)
+        granted: list[tuple[int, float]] = []
+
+        async def caller(index: int) -> None:
+            await bucket.acquire()
+            granted.append((index, now()))
+
+        tasks = [asyncio.create_task(caller(i)) for i in range(4)]
+        await asyncio.sleep(0.05)  # caller 1 is the head, sleeping until 0.1
+        tasks[1].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return granted
+
+    granted = run_virtual(scenario())
+    assert [i for i, _ in granted] == [0, 2, 3]
+    assert [t for _, t in granted] == pytest.approx([0.0, 0.1, 0.2], abs=SLACK_S)
+
+
+def test_waiter_cancelled_right_after_being_woken_still_hands_over() -> None:
+    async def scenario() -> list[tuple[int, float]]:
+        bucket = virtual_bucket(10, 1)
+        granted: list[tuple[int, float]] = []
+        tasks: list[asyncio.Task[None]] = []
+
+        async def caller(index: int) -> None:
+            await bucket.acquire()
+            granted.append((index, now()))
+            if index == 1:
+                # Caller 1 has just woken caller 2 as the new head; cancel it before it runs.
+                # It must still pass the turn on to caller 3.
+                tasks[2].cancel()
+
+        tasks.extend(asyncio.create_task(caller(i)) for i in range(4))
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert tasks[2].cancelled()
+        return granted
+
+    granted = run_virtual(scenario())
+    assert [i for i, _ in granted] == [0, 1, 3]
+    assert [t for _, t in granted] == pytest.approx([0.0, 0.1, 0.2], abs=SLACK_S)
+
+
+def test_cancelling_thousands_of_waiters_takes_no_tokens() -> None:
+    async def scenario() -> float:
+        bucket = virtual_bucket(100, 5)
+        await acquire_all(bucket, 5)  # empty at t=0
+        tasks = [asyncio.create_task(bucket.acquire()) for _ in range(2000)]
+        await asyncio.sleep(0.001)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert bucket.waiting == 0
+        await bucket.acquire()
+        return now()
+
+    # The first token accrued since t=0 is still there for the next caller.
+    assert run_virtual(scenario()) == pytest.approx(0.01, abs=SLACK_S)
+
+
+def test_throttle_halves_the_rate_once_per_second_down_to_a_floor() -> None:
+    clock_now = [0.0]
+    bucket = TokenBucket(100, clock=lambda: clock_now[0])
+    bucket.throttle(None)
+    assert bucket.effective_rate_per_s == 50
+    bucket.throttle(None)  # a 429 for a request sent before the first slow-down
+    assert bucket.effective_rate_per_s == 50
+    for expected in (25, 12.5, 10, 10):
+        clock_now[0] += 1
+        bucket.throttle(None)
+        assert bucket.effective_rate_per_s == expected
+
+
+@pytest.mark.parametrize(("rate", "floor"), [(100, 10), (5, 1), (0.5, 0.5)])
+def test_throttle_floor_is_ten_percent_or_one_rps(rate: float, floor: float) -> None:
+    clock_now = [0.0]
+    bucket = TokenBucket(rate, clock=lambda: clock_now[0])
+    for _ in range(20):
+        clock_now[0] += 1
+        bucket.throttle(None)
+    assert bucket.effective_rate_per_s == floor
+
+
+def test_throttled_bucket_admits_at_the_halved_rate() -> None:
+    async def scenario() -> list[float]:
+        bucket = virtual_bucket(100, 1)
+        bucket.throttle(None)
+        return await acquire_all(bucket, 11)
+
+    granted = run_virtual(scenario())
+    # The burst is forfeited: the first token accrues at the halved rate, then one per 20 ms.
+    assert granted == pytest.approx([0.02 * (k + 1) for k in range(11)], abs=SLACK_S)
+
+
+def test_retry_after_pauses_every_acquisition() -> None:
+    async def scenario() -> list[float]:
+        bucket = virtual_bucket(100, 10)
+        await asyncio.sleep(5)  # full bucket
+        bucket.throttle(2.0)
+        return await acquire_all(bucket, 3)
+
+    granted = run_virtual(scenario())
+    assert min(granted) >= 5 + 2.0
+    assert granted == pytest.approx([7.02, 7.04, 7.06], abs=SLACK_S)
+
+
+def test_retry_after_pause_is_capped() -> None:
+    async def scenario() -> float:
+        bucket = virtual_bucket(100, 1, max_hold_s=30)
+        bucket.throttle(86_400)
+        await bucket.acquire()
+        return now()
+
+    assert run_virtual(scenario()) == pytest.approx(30.02, abs=SLACK_S)
+
+
+def test_successes_recover_the_rate_additively_up_to_the_configured_rate() -> None:
+    async def scenario() -> list[float]:
+        bucket = virtual_bucket(100, 1)
+        bucket.throttle(None)
+        rates = [bucket.effective_rate_per_s]
+        for _ in range(2000):
+            await bucket.acquire()
+            bucket.on_success()
+            rates.append(bucket.effective_rate_per_s)
+            if now() >= 10:
+                break
+        return rates
+
+    rates = run_virtual(scenario())
+    assert rates == sorted(rates)
+    assert rates[0] == 50
+    assert rates[-1] == 100
+    assert max(rates) == 100
+    # 10% of the configured rate per second: back from 50 to 100 in about five seconds.
+    first_full = rates.index(100)
+    assert 0.7 * 5 * 75 <= first_full <= 1.3 * 5 * 75  # about 75 rps on average meanwhile
+
+
+def test_rate_zero_is_unlimited_and_ignores_throttle() -> None:
+    async def scenario() -> float:
+        bucket = virtual_bucket(0)
+        bucket.throttle(60)
+        bucket.on_success()
+        await acquire_all(bucket, 2_000)
+        assert bucket.effective_rate_per_s == 0
+        return now()
+
+    assert run_virtual(scenario()) == 0
+
+
+async def test_real_clock_respects_the_bound() -> None:
+    bucket = TokenBucket(200, 5)
+    start = time.monotonic()
+    granted: list[float] = []
+
+    async def one() -> None:
+        await bucket.acquire()
+        granted.append(time.monotonic())
+
+    await asyncio.gather(*(one() for _ in range(60)))
+    assert time.monotonic() - start >= (60 - 5) / 200 - 0.001
+    # Each time is read right after its grant, a few microseconds late: allow a 1 ms skew.
+    assert max_excess(sorted(granted), 200) <= 5 + 200 * 0.001
+
+
+def test_from_settings_uses_the_platform_rate() -> None:
+    assert TokenBucket.from_settings(ElasticPathSettings()).rate_per_s == 100
+    assert TokenBucket.from_settings(VuCustomSettings()).rate_per_s == 0
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst"), [(-1, None), (float("nan"), None), (10, 0.5), (float("inf"), None)]
+)
+def test_rejects_nonsensical_settings(rate: float, burst: float | None) -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(rate, burst)
