@@ -44,6 +44,18 @@ def free_port() -> int:
         return port
 
 
+async def _accepts_connections(port: int) -> bool:
+    # A plain TCP probe first: the Kafka client logs every refused connection as an error.
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
 class EmbeddedBroker:
     """Starts Tansu on a free loopback port; `bootstrap_servers` once started."""
 
@@ -78,6 +90,11 @@ class EmbeddedBroker:
         while True:
             if self._process is not None and self._process.poll() is not None:
                 raise BrokerUnavailableError(f"tansu exited with code {self._process.returncode}")
+            if not await _accepts_connections(self.port):
+                if loop.time() > deadline:
+                    raise BrokerUnavailableError(f"broker not listening after {timeout_s}s")
+                await asyncio.sleep(0.02)
+                continue
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000)
             try:
                 await admin.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
@@ -66,3 +67,53 @@ def validate(file: Path, config_file: Path | None) -> None:
     from connector.validate import validate_file
 
     sys.exit(validate_file(file, config_file))
+
+
+@main.command()
+@click.option(
+    "--events", type=click.IntRange(min=1), default=1000, show_default=True, help="Sample events to send."
+)
+@click.option("--chaos", is_flag=True, help="Turn on simulator faults: an outage, 429s, token expiry.")
+def demo(events: int, chaos: bool) -> None:
+    """Broker, simulators, connector and sample events in one process, with live progress."""
+    import asyncio
+
+    from rich.console import Console
+
+    from connector.demo import run_demo
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
+    sys.exit(asyncio.run(run_demo(events, chaos, console)))
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--token-lifetime-s", type=click.FloatRange(min=1), default=3600.0, show_default=True)
+def simulate(port: int, host: str, latency_ms: float, error_rate: float, token_lifetime_s: float) -> None:
+    """The four platform simulators alone, for pointing a real connector at."""
+    from connector.simulators.server import run_simulate
+
+    sys.exit(
+        run_simulate(port, latency_ms, host=host, error_rate=error_rate, token_lifetime_s=token_lifetime_s)
+    )
+
+
+@main.command()
+@click.argument("file", type=click.File("rb"))
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def produce(file: BinaryIO, config_file: Path | None) -> None:
+    """Publish canonical events from JSON/JSONL (- for stdin) to the input topic."""
+    from connector.config import load_settings
+    from connector.produce import produce_file
+
+    try:
+        settings = load_settings(config_file)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    sys.exit(produce_file(file.read(), settings.kafka))

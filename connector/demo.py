@@ -1,0 +1,228 @@
+"""`order-sync demo`: broker, simulators, connector and a generator of sample events in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from connector.app import Connector
+from connector.broker import EmbeddedBroker, free_port
+from connector.config import Settings, load_settings
+from connector.logs import JsonFormatter
+from connector.models import Outcome, Platform
+from connector.redaction import Redactor, secrets_of
+from connector.samples import SampleSet, generate
+from connector.simulators.server import SimulatorSuite
+
+TOPICS = ("orders.changed", "orders.sync.succeeded", "orders.sync.failed", "orders.changed.dlq")
+
+
+@dataclass
+class Tally:
+    """What the result topics said, per platform."""
+
+    outcomes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    durations: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    seen: set[str] = field(default_factory=set)
+    dlq: Counter[str] = field(default_factory=Counter)
+
+    def add_result(self, value: bytes) -> str | None:
+        result = orjson.loads(value)
+        if result["result_id"] in self.seen:
+            return None
+        self.seen.add(result["result_id"])
+        self.outcomes[result["platform"]][result["outcome"]] += 1
+        self.durations[result["platform"]].append(result["duration_ms"])
+        return str(result["platform"])
+
+
+def _settings(env: dict[str, str], store: Path, http_port: int) -> Settings:
+    values = {
+        **env,
+        "ORDER_SYNC_IDEMPOTENCY__URL": f"sqlite:///{store}",
+        "ORDER_SYNC_HTTP__PORT": str(http_port),
+        "ORDER_SYNC_HTTP__HOST": "127.0.0.1",
+        "ORDER_SYNC_KAFKA__COMMIT_INTERVAL_S": "0.5",
+        "ORDER_SYNC_KAFKA__SESSION_TIMEOUT_MS": "10000",
+        "ORDER_SYNC_LOG_LEVEL": "INFO",
+    }
+    for platform in Platform:
+        prefix = f"ORDER_SYNC_PLATFORMS__{platform.value.upper()}__"
+        values.setdefault(prefix + "BACKOFF_BASE_S", "0.1")
+        values.setdefault(prefix + "CIRCUIT_RESET_S", "2")
+    return load_settings(environ=values)
+
+
+def _chaos(suite: SimulatorSuite) -> list[str]:
+    """Turn on faults a newcomer should see handled; return what was turned on."""
+    suite.sellercloud.faults.outage_for(6.0)
+    suite.elasticpath.faults.update(rate_limit_every=7, retry_after_s=1)
+    suite.vucustom.faults.update(error_rate=0.05)
+    suite.ventmere.faults.update(latency_s=0.005, jitter_s=0.02)
+    for simulator in (suite.sellercloud, suite.elasticpath):
+        simulator.tokens.lifetime_s = 5.0
+    return [
+        "Sellercloud: 503 outage for the first 6 s (circuit breaker opens, deliveries wait)",
+        "Elastic Path: 429 with Retry-After: 1 on every 7th request",
+        "VU Custom: 5% of requests answer 500",
+        "Ventmere: 5-25 ms latency",
+        "Sellercloud and Elastic Path: tokens live 5 s (refreshed before expiry and on 401)",
+    ]
+
+
+async def _produce(bootstrap: str, samples: SampleSet) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=10)
+    await producer.start()
+    try:
+        futures = [await producer.send(TOPICS[0], value=value, key=key) for key, value in samples.messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _watch(
+    bootstrap: str,
+    expected: dict[str, int],
+    malformed: int,
+    progress: Progress,
+    bars: dict[str, TaskID],
+    dlq_bar: TaskID,
+    tally: Tally,
+    timeout_s: float,
+) -> bool:
+    consumer = AIOKafkaConsumer(*TOPICS[1:], bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            done = all(sum(tally.outcomes[p].values()) >= n for p, n in expected.items())
+            if done and sum(tally.dlq.values()) >= malformed:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    if record.topic == TOPICS[3]:
+                        headers = dict(record.headers or ())
+                        tally.dlq[headers.get("error.reason", b"?").decode()] += 1
+                        progress.update(dlq_bar, completed=sum(tally.dlq.values()))
+                    elif record.value is not None and (platform := tally.add_result(record.value)):
+                        progress.update(bars[platform], completed=sum(tally.outcomes[platform].values()))
+    finally:
+        await consumer.stop()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def _summary(tally: Tally, expected: dict[str, int]) -> Table:
+    table = Table(title="order-sync demo: outcomes per platform")
+    table.add_column("platform")
+    for column in ("applied", "skipped", "rejected", "unmappable", "exhausted", "p50 ms", "p99 ms"):
+        table.add_column(column, justify="right")
+    for platform in expected:
+        counts = tally.outcomes[platform]
+        durations = tally.durations[platform]
+        table.add_row(
+            platform,
+            str(counts[Outcome.APPLIED.value]),
+            str(counts[Outcome.SKIPPED_STALE.value]),
+            str(counts[Outcome.REJECTED.value]),
+            str(counts[Outcome.UNMAPPABLE.value]),
+            str(counts[Outcome.EXHAUSTED.value]),
+            f"{_percentile(durations, 50):.1f}",
+            f"{_percentile(durations, 99):.1f}",
+        )
+    return table
+
+
+async def run_demo(events: int, chaos: bool, console: Console, timeout_s: float = 600) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="order-sync-demo-"))
+    log_path = workdir / "connector.log"
+    handler = logging.FileHandler(log_path)
+    async with EmbeddedBroker(log_file=workdir / "broker.log") as broker, SimulatorSuite() as suite:
+        await broker.create_topics(list(TOPICS), partitions=4)
+        notes = _chaos(suite) if chaos else []
+        http_port = free_port()
+        settings = _settings(
+            {**suite.connector_env(), "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers},
+            workdir / "idempotency.db",
+            http_port,
+        )
+        handler.setFormatter(JsonFormatter(Redactor(secrets_of(settings))))
+        logging.getLogger().handlers[:] = [handler]
+        logging.getLogger().setLevel(logging.INFO)
+        connector = Connector(settings)
+        samples = generate(events)
+        expected: Counter[str] = Counter()
+        for platforms in samples.targets.values():
+            expected.update(platforms)
+        console.print(
+            f"[bold]order-sync demo[/]: {events} events ({samples.malformed} malformed)"
+            " on a 4-partition topic"
+        )
+        console.print(f"  broker {broker.bootstrap_servers}, simulators http://127.0.0.1:{suite.port}")
+        console.print(f"  metrics http://127.0.0.1:{http_port}/metrics, logs {log_path}")
+        for note in notes:
+            console.print(f"  [yellow]chaos[/]: {note}")
+        run = asyncio.create_task(connector.run())
+        started = time.monotonic()
+        tally = Tally()
+        columns = (
+            TextColumn("{task.description:<12}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=False) as progress:
+            bars = {p: progress.add_task(p, total=n) for p, n in sorted(expected.items())}
+            dlq_bar = progress.add_task("dlq", total=samples.malformed)
+            await _produce(broker.bootstrap_servers, samples)
+            finished = await _watch(
+                broker.bootstrap_servers,
+                dict(expected),
+                samples.malformed,
+                progress,
+                bars,
+                dlq_bar,
+                tally,
+                timeout_s,
+            )
+        elapsed = time.monotonic() - started
+        connector.request_stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(run, timeout=settings.shutdown_timeout_s + 5)
+    logging.getLogger().removeHandler(handler)
+    handler.close()
+    console.print(_summary(tally, dict(expected)))
+    deliveries = sum(expected.values())
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(tally.dlq.items()))
+    console.print(
+        f"{len(samples.targets)} valid events, {deliveries} deliveries, "
+        f"DLQ: {sum(tally.dlq.values())} ({reasons or 'none'}), "
+        f"{elapsed:.1f}s ({deliveries / elapsed:.0f} deliveries/s)"
+    )
+    console.print(f"metrics were served at http://127.0.0.1:{http_port}/metrics; connector log: {log_path}")
+    if not finished:
+        console.print("[red]not every event reached an outcome on every platform in time[/]")
+        return 1
+    return 0
