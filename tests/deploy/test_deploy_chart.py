@@ -32,7 +32,6 @@ from tests.deploy.deploy_support import (
     FULL_VALUES,
     FULL_VALUES_SECRETS,
     NAMESPACE,
-    PRODUCTION_VALUES,
     RELEASE,
 )
 
@@ -87,9 +86,9 @@ def _container(manifests: list[dict[str, Any]]) -> dict[str, Any]:
 # --- lint and Kubernetes schemas -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values_file", [None, PRODUCTION_VALUES], ids=["default", "production"])
-def test_helm_lint_reports_no_warning(helm: Any, production_values: dict[str, Any], values_file: Any) -> None:
-    values = production_values if values_file else None
+@pytest.mark.parametrize("set_name", ["default", "production", "full"])
+def test_helm_lint_reports_no_warning(helm: Any, production_values: dict[str, Any], set_name: str) -> None:
+    values = {"default": None, "production": production_values, "full": FULL_VALUES}[set_name]
     report = helm.lint(str(CHART_DIR), values, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert problems == [] and report["errors"] == []
