@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from connector.config import load_settings
+from connector.simulators.server import SimulatorSuite
 from tests.deploy.deploy_support import CHART_DIR, ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -185,14 +186,31 @@ def compose() -> dict[str, Any]:
 
 def test_compose_parses_as_yaml() -> None:
     document = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
-    assert set(document["services"]) == {"kafka", "kafka-init", "redis", "order-sync"}
+    assert set(document["services"]) == {"kafka", "kafka-init", "redis", "simulators", "order-sync"}
 
 
 def test_compose_builds_the_connector_from_the_dockerfile(compose: dict[str, Any]) -> None:
-    connector = compose["services"]["order-sync"]
-    build = connector["build"]
-    assert (ROOT / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
-    assert connector["read_only"] is True
+    for name in ("order-sync", "simulators"):
+        service = compose["services"][name]
+        build = service["build"]
+        assert (ROOT / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
+        assert service["image"] == "order-sync:local"
+        assert service["read_only"] is True
+    assert compose["services"]["simulators"]["healthcheck"] == {"disable": True}
+
+
+def test_compose_points_the_connector_at_the_simulators(compose: dict[str, Any]) -> None:
+    command = compose["services"]["simulators"]["command"]
+    assert command[0] == "simulate" and command[command.index("--host") + 1] == "0.0.0.0"
+    port = command[command.index("--port") + 1]
+    suite = SimulatorSuite()
+    expected = {}
+    for platform, simulator in suite.simulators.items():
+        settings = simulator.connector_settings(f"http://simulators:{port}{simulator.mount}")
+        for key, value in settings.items():
+            expected[f"ORDER_SYNC_PLATFORMS__{platform.value.upper()}__{key.upper()}"] = value
+    environment = compose["services"]["order-sync"]["environment"]
+    assert {k: v for k, v in environment.items() if k.startswith("ORDER_SYNC_PLATFORMS__")} == expected
 
 
 def test_compose_dependencies_exist_and_wait(compose: dict[str, Any]) -> None:
@@ -201,7 +219,11 @@ def test_compose_dependencies_exist_and_wait(compose: dict[str, Any]) -> None:
         for dependency in service.get("depends_on", {}):
             assert dependency in services, f"{name} depends on unknown {dependency}"
     conditions = {dep: spec["condition"] for dep, spec in services["order-sync"]["depends_on"].items()}
-    assert conditions == {"kafka-init": "service_completed_successfully", "redis": "service_healthy"}
+    assert conditions == {
+        "kafka-init": "service_completed_successfully",
+        "redis": "service_healthy",
+        "simulators": "service_started",
+    }
     assert services["kafka-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
@@ -232,3 +254,9 @@ def test_compose_connector_environment_is_accepted_by_the_connector(compose: dic
         for p in services["order-sync"]["ports"]
     ]
     assert settings.http.port in published
+    assert {p.value for p in settings.platforms.enabled()} == {
+        "vucustom",
+        "sellercloud",
+        "elasticpath",
+        "ventmere",
+    }
