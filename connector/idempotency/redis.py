@@ -187,7 +187,9 @@ class RedisStore(IdempotencyStore):
             await self._client.ping()
 
     async def check_event(self, event_id: str, fingerprint: str) -> bool:
-        answer = await self._run("check_event", self._check_event, [self._event_key(event_id)], [fingerprint])
+        answer = await self._run(
+            "check_event", self._check_event, [self._event_key(event_id)], [fingerprint, self._retention_ms]
+        )
         return bool(answer == 1)
 
     async def claim(self, key: DeliveryKey, owner: str, lease_s: float) -> Claim:

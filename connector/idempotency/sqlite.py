@@ -58,6 +58,22 @@ CREATE TABLE IF NOT EXISTS applied_versions (
 _ERRORS = (sqlite3.Error, OSError, ValueError)
 
 
+async def _enable_wal(db: aiosqlite.Connection) -> str:
+    # Switching the journal mode does not wait on the busy timeout: while another process opens
+    # the same fresh file it fails at once with SQLITE_BUSY, so it is retried (within open's timeout).
+    delay = 0.005
+    while True:
+        try:
+            rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+        except sqlite3.OperationalError as exc:
+            if not exc.sqlite_errorname.startswith("SQLITE_BUSY"):
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        else:
+            return str(rows[0][0]).lower()
+
+
 class SqliteStore(IdempotencyStore):
     def __init__(self, path: str | Path, *, timeout_s: float = 5.0) -> None:
         self._path = Path(path)
@@ -73,9 +89,9 @@ class SqliteStore(IdempotencyStore):
             db = await aiosqlite.connect(self._path, isolation_level=None)
             try:
                 await db.execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
-                mode = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
-                if str(mode[0][0]).lower() != "wal":
-                    log.warning("SQLite store at %s: journal mode is %s, not WAL", self._path, mode[0][0])
+                mode = await _enable_wal(db)
+                if mode != "wal":
+                    log.warning("%s: journal mode is %s, not WAL", self._where, mode)
                 await db.execute("PRAGMA synchronous = NORMAL")
                 # Under the write lock, so two processes creating a fresh file at once do not race.
                 await db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
