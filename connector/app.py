@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import uuid
-from datetime import UTC, datetime, timedelta
 
 from aiokafka.errors import KafkaError
 
@@ -20,6 +19,7 @@ from connector.dispatcher import PlatformDispatcher
 from connector.errors import StoreUnavailableError
 from connector.health import HealthServer
 from connector.idempotency import IdempotencyStore, open_store
+from connector.idempotency.purge import run_purger
 from connector.logs import configure_logging
 from connector.metrics import Metrics
 from connector.platforms.registry import build_adapter
@@ -40,7 +40,9 @@ class Connector:
         self.redactor = Redactor(secrets_of(settings))
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.store: IdempotencyStore = open_store(
-            settings.idempotency.url.get_secret_value(), settings.idempotency.timeout_s
+            settings.idempotency.url.get_secret_value(),
+            settings.idempotency.timeout_s,
+            retention_hours=settings.idempotency.retention_hours,
         )
         self.guard = StoreGuard(self.store, self.metrics)
         self.transport = Transport()
@@ -111,19 +113,6 @@ class Connector:
             if not self.guard.up:
                 await self.guard.probe()
 
-    async def _purge_loop(self) -> None:
-        settings = self.settings.idempotency
-        while True:
-            await asyncio.sleep(settings.purge_interval_s)
-            cutoff = datetime.now(UTC) - timedelta(hours=settings.retention_hours)
-            try:
-                removed = await self.store.purge(cutoff, settings.purge_batch)
-            except StoreUnavailableError as exc:
-                log.warning("retention purge skipped: %s", exc)
-                continue
-            if removed:
-                log.info("retention purge removed %d records", removed)
-
     async def run(self) -> int:
         await self.http.start()
         log.info(
@@ -141,7 +130,16 @@ class Connector:
             await self.consumer.start()
             background = [
                 asyncio.create_task(self._store_watch(), name="store-watch"),
-                asyncio.create_task(self._purge_loop(), name="purge"),
+                asyncio.create_task(
+                    run_purger(
+                        self.store,
+                        self.settings.idempotency.retention_hours,
+                        self.settings.idempotency.purge_interval_s,
+                        self.settings.idempotency.purge_batch,
+                        self._stop,
+                    ),
+                    name="purge",
+                ),
             ]
             await self.consumer.run()
             return 0

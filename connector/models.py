@@ -122,7 +122,7 @@ class Attachment(_Model):
 
 class Order(_Model):
     order_number: _Id
-    version: int = Field(ge=0)
+    version: int = Field(ge=0, le=2**63 - 1)
     status: OrderStatus
     order_date: AwareDatetime
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
