@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import asyncio
 import sys
 import uuid
 from collections.abc import Callable
@@ -76,17 +76,20 @@ async def test_no_secret_leaks_anywhere(
 
     validate_input = tmp_path / "events.jsonl"
     validate_input.write_bytes(b"\n".join(value for _, value in messages[:3]))
-    validate = subprocess.run(
-        [str(Path(sys.executable).with_name("order-sync")), "validate", str(validate_input)],
+    validate = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("order-sync")),
+        "validate",
+        str(validate_input),
         env={**connector.env, "ORDER_SYNC_KAFKA__SASL_PASSWORD": SECRETS["sasl"]},
-        capture_output=True,
-        check=False,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    assert validate.returncode == 0, validate.stderr
+    validate_out, validate_err = await validate.communicate()
+    assert validate.returncode == 0, validate_err
 
     haystacks: dict[str, bytes] = {
         "log": connector.log_path.read_bytes(),
-        "validate": validate.stdout + validate.stderr,
+        "validate": validate_out + validate_err,
     }
     for r in records:
         # A DLQ value is the producer's bytes, copied verbatim by contract; its headers are ours.
