@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from connector.errors import EventDecodeError, EventSchemaError
 from connector.models import OrderChangedEvent, OrderSyncResult
@@ -58,12 +59,35 @@ def decode_event(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> Order
     if _key_tokens(raw) != _count_keys(document):
         raise EventDecodeError("duplicate keys in a JSON object")
     try:
-        return OrderChangedEvent.model_validate(document)
+        event = OrderChangedEvent.model_validate(document)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "event"
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise EventSchemaError(f"{where}: {first['msg']}{more}") from exc
+    # Times are sent in UTC; one that leaves the calendar once converted (9999-12-31T23:00-05:00)
+    # would fail every mapping with OverflowError instead of going to the DLQ.
+    if (field := _time_beyond_utc(event, "")) is not None:
+        raise EventSchemaError(f"{field}: time out of range once converted to UTC")
+    return event
+
+
+def _time_beyond_utc(value: Any, where: str) -> str | None:
+    """The path of the first datetime in a validated model that has no UTC equivalent, if any."""
+    if isinstance(value, datetime):
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            return where
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            if (found := _time_beyond_utc(getattr(value, name), f"{where}.{name}".lstrip("."))) is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, BaseModel) and (found := _time_beyond_utc(item, f"{where}.{index}")):
+                return found
+    return None
 
 
 def _count_keys(value: Any) -> int:
