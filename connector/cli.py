@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 import click
 
 from connector.errors import ConfigError
+from connector.models import Platform
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="order-sync-connector")
-def main() -> None:
+def cli() -> None:
     """order-sync: pushes canonical order changes from Kafka to commerce platforms."""
+
+
+def main() -> None:
+    """Console entry point: a usage error is one line on stderr and exit code 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else "order-sync --help", err=True)
+        sys.exit(2)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "order-sync"
+        click.echo(f"{command}: error: {exc.format_message()} (see '{command} --help')", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"order-sync: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("order-sync: aborted", err=True)
+        sys.exit(130)
 
 
 def _fail_config(exc: ConfigError) -> None:
@@ -22,7 +43,7 @@ def _fail_config(exc: ConfigError) -> None:
     sys.exit(2)
 
 
-@main.command()
+@cli.command()
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def run(config_file: Path | None) -> None:
     """Run the connector until SIGTERM/SIGINT."""
@@ -37,7 +58,7 @@ def run(config_file: Path | None) -> None:
     sys.exit(run_connector(settings))
 
 
-@main.command()
+@cli.command()
 @click.option("--check", is_flag=True, help="Exit 1 when schemas/ is stale instead of writing it.")
 @click.option(
     "--dir",
@@ -59,7 +80,7 @@ def schemas(check: bool, directory: Path) -> None:
         click.echo(f"wrote {path}")
 
 
-@main.command()
+@cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=False, path_type=Path))
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def validate(file: Path, config_file: Path | None) -> None:
@@ -69,7 +90,7 @@ def validate(file: Path, config_file: Path | None) -> None:
     sys.exit(validate_file(file, config_file))
 
 
-@main.command()
+@cli.command()
 @click.option(
     "--events", type=click.IntRange(min=1), default=1000, show_default=True, help="Sample events to send."
 )
@@ -88,7 +109,7 @@ def demo(events: int, chaos: bool) -> None:
     sys.exit(asyncio.run(run_demo(events, chaos, console)))
 
 
-@main.command()
+@cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
@@ -103,7 +124,7 @@ def simulate(port: int, host: str, latency_ms: float, error_rate: float, token_l
     )
 
 
-@main.command()
+@cli.command()
 @click.argument("file", type=click.File("rb"))
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def produce(file: BinaryIO, config_file: Path | None) -> None:
@@ -117,3 +138,59 @@ def produce(file: BinaryIO, config_file: Path | None) -> None:
         _fail_config(exc)
         return
     sys.exit(produce_file(file.read(), settings.kafka))
+
+
+def _moment(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@cli.command()
+@click.option(
+    "--from", "source", type=click.Choice(["failures", "dlq"]), default="failures", show_default=True
+)
+@click.option("--platform", "platforms", multiple=True, type=click.Choice([p.value for p in Platform]))
+@click.option(
+    "--outcome", "outcomes", multiple=True, type=click.Choice(["rejected", "exhausted", "unmappable"])
+)
+@click.option("--reason", "reasons", multiple=True, type=click.Choice(["decode", "schema", "conflict"]))
+@click.option("--since", help="Only failures at or after this RFC 3339 time.")
+@click.option("--until", help="Only failures before this RFC 3339 time.")
+@click.option("--yes", is_flag=True, help="Publish (without it, only print what would be published).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def replay(
+    source: str,
+    platforms: tuple[str, ...],
+    outcomes: tuple[str, ...],
+    reasons: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    yes: bool,
+    config_file: Path | None,
+) -> None:
+    """Re-drive failed deliveries (or DLQ records) as new events, after the cause was fixed."""
+    import asyncio
+
+    from connector.config import load_settings
+    from connector.models import Outcome
+    from connector.replay import ReplayFilter, ReplaySource
+    from connector.replay import replay as run_replay
+
+    try:
+        settings = load_settings(config_file)
+        window = (_moment(since), _moment(until))
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since/--until") from exc
+    wanted = ReplayFilter(
+        platforms=frozenset(Platform(p) for p in platforms),
+        outcomes=frozenset(Outcome(o) for o in outcomes),
+        reasons=frozenset(reasons),
+        since=window[0],
+        until=window[1],
+    )
+    sys.exit(asyncio.run(run_replay(settings.kafka, ReplaySource(source), wanted, publish=yes)))

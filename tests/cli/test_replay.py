@@ -1,0 +1,91 @@
+"""Issue 8: a rejected delivery, the simulator fixed, `order-sync replay` -> applied on that platform only."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from connector.broker import EmbeddedBroker
+from connector.simulators.server import SimulatorSuite
+from tests.support.events import make_event
+from tests.support.kafka import TopicReader, Topics, produce_events
+from tests.support.process import ConnectorProcess
+
+StartConnector = Callable[[dict[str, str]], ConnectorProcess]
+ORDER_SYNC = str(Path(sys.executable).with_name("order-sync"))
+ACCOUNT = "1ac48942-405a-4841-a7d8-708f50dbe1ad"
+
+
+@pytest.fixture
+async def suite() -> AsyncIterator[SimulatorSuite]:
+    simulators = SimulatorSuite()
+    await simulators.start()
+    try:
+        yield simulators
+    finally:
+        await simulators.stop()
+
+
+async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        ORDER_SYNC, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def test_replay_redrives_only_the_failed_platform(
+    broker: EmbeddedBroker, topics: Topics, suite: SimulatorSuite, connectors: StartConnector, tmp_path: Path
+) -> None:
+    bootstrap = broker.bootstrap_servers
+    env = {
+        **topics.env("replay"),
+        **suite.connector_env(),
+        "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "ORDER_SYNC_IDEMPOTENCY__URL": f"sqlite:///{tmp_path / 'store.db'}",
+    }
+    connector = connectors(env)
+    await connector.wait_ready()
+    suite.ventmere.faults.update(reject_status=422)
+    targets = {
+        "vucustom": {"id": 7},
+        "sellercloud": {"order_id": 7, "company_id": 1},
+        "elasticpath": {"order_id": "ep-7"},
+        "ventmere": {"order_id": "vm-7", "account_id": ACCOUNT},
+    }
+    original = make_event("ord-replay", 3, targets)
+    await produce_events(bootstrap, topics.input, [original])
+    async with TopicReader(bootstrap, topics.success, topics.failure) as reader:
+        await reader.wait_for(lambda r: len(r.records) >= 4, 30, "four results")
+        failures = [r.json() for r in reader.of(topics.failure)]
+        assert [(f["platform"], f["outcome"], f["attempts"]) for f in failures] == [
+            ("ventmere", "rejected", 1)
+        ]
+
+        suite.ventmere.faults.update(reject_status=None)
+        before = {p: len(suite[p].log) for p in suite.simulators}
+        cli_env = {**connector.env}
+        code, dry_run = await run_cli(cli_env, "replay", "--from", "failures", "--platform", "ventmere")
+        assert code == 0, dry_run
+        assert "would publish" in dry_run and original["event_id"] in dry_run
+        code, published = await run_cli(cli_env, "replay", "--from", "failures", "--yes")
+        assert code == 0, published
+        assert "published 1 events" in published
+
+        await reader.wait_for(lambda r: len(r.of(topics.success)) >= 4, 30, "the replayed delivery")
+        replayed = [
+            r.json() for r in reader.of(topics.success) if r.json()["event_id"] != original["event_id"]
+        ]
+    assert [(r["platform"], r["outcome"]) for r in replayed] == [("ventmere", "applied")]
+    after = {p: len(suite[p].log) for p in suite.simulators}
+    assert {p.value: after[p] - before[p] for p in after} == {
+        "vucustom": 0,
+        "sellercloud": 0,
+        "elasticpath": 0,
+        "ventmere": 1,
+    }
