@@ -95,7 +95,13 @@ def validate(file: Path, config_file: Path | None) -> None:
     "--events", type=click.IntRange(min=1), default=1000, show_default=True, help="Sample events to send."
 )
 @click.option("--chaos", is_flag=True, help="Turn on simulator faults: an outage, 429s, token expiry.")
-def demo(events: int, chaos: bool) -> None:
+@click.option(
+    "--bootstrap-servers", help="Use this Kafka instead of an embedded broker (topics get a suffix)."
+)
+@click.option(
+    "--summary-json", type=click.Path(dir_okay=False, path_type=Path), help="Also write the summary as JSON."
+)
+def demo(events: int, chaos: bool, bootstrap_servers: str | None, summary_json: Path | None) -> None:
     """Broker, simulators, connector and sample events in one process, with live progress."""
     import asyncio
 
@@ -106,7 +112,11 @@ def demo(events: int, chaos: bool) -> None:
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)
-    sys.exit(asyncio.run(run_demo(events, chaos, console)))
+    sys.exit(
+        asyncio.run(
+            run_demo(events, chaos, console, bootstrap_servers=bootstrap_servers, summary_json=summary_json)
+        )
+    )
 
 
 @cli.command()

@@ -8,6 +8,7 @@ import logging
 import statistics
 import tempfile
 import time
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from connector.redaction import Redactor, secrets_of
 from connector.samples import SampleSet, generate
 from connector.simulators.server import SimulatorSuite
 
-TOPICS = ("orders.changed", "orders.sync.succeeded", "orders.sync.failed", "orders.changed.dlq")
+TOPIC_NAMES = ("orders.changed", "orders.sync.succeeded", "orders.sync.failed", "orders.changed.dlq")
 
 
 @dataclass
@@ -83,11 +84,11 @@ def _chaos(suite: SimulatorSuite) -> list[str]:
     ]
 
 
-async def _produce(bootstrap: str, samples: SampleSet) -> None:
+async def _produce(bootstrap: str, topic: str, samples: SampleSet) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=10)
     await producer.start()
     try:
-        futures = [await producer.send(TOPICS[0], value=value, key=key) for key, value in samples.messages]
+        futures = [await producer.send(topic, value=value, key=key) for key, value in samples.messages]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -95,6 +96,7 @@ async def _produce(bootstrap: str, samples: SampleSet) -> None:
 
 async def _watch(
     bootstrap: str,
+    topics: tuple[str, ...],
     expected: dict[str, int],
     malformed: int,
     progress: Progress,
@@ -103,7 +105,7 @@ async def _watch(
     tally: Tally,
     timeout_s: float,
 ) -> bool:
-    consumer = AIOKafkaConsumer(*TOPICS[1:], bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(*topics[1:], bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     deadline = time.monotonic() + timeout_s
     try:
@@ -116,7 +118,7 @@ async def _watch(
             batches = await consumer.getmany(timeout_ms=200)
             for records in batches.values():
                 for record in records:
-                    if record.topic == TOPICS[3]:
+                    if record.topic == topics[3]:
                         headers = dict(record.headers or ())
                         tally.dlq[headers.get("error.reason", b"?").decode()] += 1
                         progress.update(dlq_bar, completed=sum(tally.dlq.values()))
@@ -155,63 +157,85 @@ def _summary(tally: Tally, expected: dict[str, int]) -> Table:
     return table
 
 
-async def run_demo(events: int, chaos: bool, console: Console, timeout_s: float = 600) -> int:
+async def run_demo(
+    events: int,
+    chaos: bool,
+    console: Console,
+    timeout_s: float = 600,
+    bootstrap_servers: str | None = None,
+    summary_json: Path | None = None,
+) -> int:
+    """Run the demo; with `bootstrap_servers`, use that broker (topics get a unique suffix) instead of
+    an embedded one. Exit code 0 when every event reached an outcome on every platform."""
     workdir = Path(tempfile.mkdtemp(prefix="order-sync-demo-"))
+    topics: tuple[str, ...]
+    async with contextlib.AsyncExitStack() as stack:
+        if bootstrap_servers is None:
+            broker = await stack.enter_async_context(EmbeddedBroker(log_file=workdir / "broker.log"))
+            bootstrap_servers = broker.bootstrap_servers
+            topics = TOPIC_NAMES
+        else:
+            suffix = uuid.uuid4().hex[:8]
+            topics = tuple(f"{name}.demo-{suffix}" for name in TOPIC_NAMES)
+            broker = EmbeddedBroker(port=int(bootstrap_servers.rsplit(":", 1)[1]))
+        await broker.create_topics(list(topics), partitions=4)
+        suite = await stack.enter_async_context(SimulatorSuite())
+        return await _run(
+            events, chaos, console, timeout_s, bootstrap_servers, topics, suite, workdir, summary_json
+        )
+    raise AssertionError("unreachable")
+
+
+async def _run(
+    events: int,
+    chaos: bool,
+    console: Console,
+    timeout_s: float,
+    bootstrap: str,
+    topics: tuple[str, ...],
+    suite: SimulatorSuite,
+    workdir: Path,
+    summary_json: Path | None,
+) -> int:
     log_path = workdir / "connector.log"
+    notes = _chaos(suite) if chaos else []
+    http_port = free_port()
+    env = {**suite.connector_env(), "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap}
+    for key, name in zip(("INPUT", "SUCCESS", "FAILURE", "DLQ"), topics, strict=True):
+        env[f"ORDER_SYNC_KAFKA__{key}_TOPIC"] = name
+    env["ORDER_SYNC_KAFKA__GROUP_ID"] = f"order-sync-{topics[0]}"
+    settings = _settings(env, workdir / "idempotency.db", http_port)
     handler = logging.FileHandler(log_path)
-    async with EmbeddedBroker(log_file=workdir / "broker.log") as broker, SimulatorSuite() as suite:
-        await broker.create_topics(list(TOPICS), partitions=4)
-        notes = _chaos(suite) if chaos else []
-        http_port = free_port()
-        settings = _settings(
-            {**suite.connector_env(), "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers},
-            workdir / "idempotency.db",
-            http_port,
+    handler.setFormatter(JsonFormatter(Redactor(secrets_of(settings))))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    connector = Connector(settings)
+    samples = generate(events)
+    expected: Counter[str] = Counter()
+    for platforms in samples.targets.values():
+        expected.update(platforms)
+    console.print(f"[bold]order-sync demo[/]: {events} events ({samples.malformed} malformed) on {topics[0]}")
+    console.print(f"  broker {bootstrap}, simulators http://127.0.0.1:{suite.port}")
+    console.print(f"  metrics http://127.0.0.1:{http_port}/metrics, logs {log_path}")
+    for note in notes:
+        console.print(f"  [yellow]chaos[/]: {note}")
+    run = asyncio.create_task(connector.run())
+    started = time.monotonic()
+    tally = Tally()
+    columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bars = {p: progress.add_task(p, total=n) for p, n in sorted(expected.items())}
+        dlq_bar = progress.add_task("dlq", total=samples.malformed)
+        await _produce(bootstrap, topics[0], samples)
+        finished = await _watch(
+            bootstrap, topics, dict(expected), samples.malformed, progress, bars, dlq_bar, tally, timeout_s
         )
-        handler.setFormatter(JsonFormatter(Redactor(secrets_of(settings))))
-        logging.getLogger().handlers[:] = [handler]
-        logging.getLogger().setLevel(logging.INFO)
-        connector = Connector(settings)
-        samples = generate(events)
-        expected: Counter[str] = Counter()
-        for platforms in samples.targets.values():
-            expected.update(platforms)
-        console.print(
-            f"[bold]order-sync demo[/]: {events} events ({samples.malformed} malformed)"
-            " on a 4-partition topic"
-        )
-        console.print(f"  broker {broker.bootstrap_servers}, simulators http://127.0.0.1:{suite.port}")
-        console.print(f"  metrics http://127.0.0.1:{http_port}/metrics, logs {log_path}")
-        for note in notes:
-            console.print(f"  [yellow]chaos[/]: {note}")
-        run = asyncio.create_task(connector.run())
-        started = time.monotonic()
-        tally = Tally()
-        columns = (
-            TextColumn("{task.description:<12}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console, transient=False) as progress:
-            bars = {p: progress.add_task(p, total=n) for p, n in sorted(expected.items())}
-            dlq_bar = progress.add_task("dlq", total=samples.malformed)
-            await _produce(broker.bootstrap_servers, samples)
-            finished = await _watch(
-                broker.bootstrap_servers,
-                dict(expected),
-                samples.malformed,
-                progress,
-                bars,
-                dlq_bar,
-                tally,
-                timeout_s,
-            )
-        elapsed = time.monotonic() - started
-        connector.request_stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(run, timeout=settings.shutdown_timeout_s + 5)
-    logging.getLogger().removeHandler(handler)
+    elapsed = time.monotonic() - started
+    connector.request_stop()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(run, timeout=settings.shutdown_timeout_s + 5)
+    root.removeHandler(handler)
     handler.close()
     console.print(_summary(tally, dict(expected)))
     deliveries = sum(expected.values())
@@ -222,6 +246,18 @@ async def run_demo(events: int, chaos: bool, console: Console, timeout_s: float 
         f"{elapsed:.1f}s ({deliveries / elapsed:.0f} deliveries/s)"
     )
     console.print(f"metrics were served at http://127.0.0.1:{http_port}/metrics; connector log: {log_path}")
+    if summary_json is not None:
+        summary = {
+            "topics": dict(zip(("input", "success", "failure", "dlq"), topics, strict=True)),
+            "events": events,
+            "valid_events": len(samples.targets),
+            "malformed": samples.malformed,
+            "expected": dict(expected),
+            "outcomes": {p: dict(c) for p, c in tally.outcomes.items()},
+            "dlq": dict(tally.dlq),
+            "finished": finished,
+        }
+        await asyncio.to_thread(summary_json.write_bytes, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     if not finished:
         console.print("[red]not every event reached an outcome on every platform in time[/]")
         return 1
