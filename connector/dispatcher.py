@@ -49,7 +49,9 @@ class PlatformDispatcher:
         self._circuit_gauge = metrics.circuit_open.labels(self.platform.value)
         self._circuit_gauge.set(0)
         self.circuit = CircuitBreaker(
-            failure_threshold=settings.circuit_failure_threshold,
+            # One delivery's MAX_ATTEMPTS consecutive failures must open the circuit before they
+            # exhaust it: with little traffic an outage would otherwise fail deliveries, not hold them.
+            failure_threshold=min(settings.circuit_failure_threshold, settings.max_attempts),
             reset_s=settings.circuit_reset_s,
             on_change=self._on_circuit_change,
         )

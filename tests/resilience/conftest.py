@@ -1,0 +1,122 @@
+"""Resilience tests: `order-sync run` subprocesses against the real broker and the platform simulators.
+
+The simulators run inside the test process, so a test changes their faults while the connector
+is sending, and reads their request logs (arrival times on the test process's monotonic clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+
+from connector.simulators.requestlog import LoggedRequest
+from connector.simulators.server import SimulatorSuite
+from tests.support.events import make_event
+from tests.support.kafka import Topics, committed_offsets, end_offsets
+from tests.support.process import ConnectorProcess
+
+StartConnector = Callable[[dict[str, str]], ConnectorProcess]
+
+VENTMERE_ACCOUNT = "1ac48942-405a-4841-a7d8-708f50dbe1ad"
+
+
+@pytest.fixture
+async def suite() -> AsyncIterator[SimulatorSuite]:
+    async with SimulatorSuite() as running:
+        yield running
+
+
+def connector_env(
+    suite: SimulatorSuite,
+    topics: Topics,
+    bootstrap: str,
+    store: Path,
+    group: str,
+    **settings: str,
+) -> dict[str, str]:
+    """All four platforms pointed at `suite`; `settings` are extra variables without the prefix."""
+    return {
+        **suite.connector_env(),
+        **topics.env(group),
+        "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "ORDER_SYNC_IDEMPOTENCY__URL": f"sqlite:///{store}",
+        **{f"ORDER_SYNC_{name}": value for name, value in settings.items()},
+    }
+
+
+def four_platform_event(n: int, version: int = 1, prefix: str = "ord") -> dict[str, Any]:
+    """An event for order `{prefix}-{n}` that targets every platform, each with its own id."""
+    return make_event(
+        f"{prefix}-{n}",
+        version,
+        {
+            "vucustom": {"id": 10_000 + n},
+            "sellercloud": {"order_id": 20_000 + n, "company_id": 12},
+            "elasticpath": {"order_id": f"ep-{prefix}-{n}"},
+            "ventmere": {"order_id": f"vm-{prefix}-{n}", "account_id": VENTMERE_ACCOUNT},
+        },
+    )
+
+
+def order_ref(entry: LoggedRequest) -> str:
+    """The order a logged request addressed, also for requests a fault answered before the handler ran."""
+    if entry.order_id is not None:
+        return entry.order_id
+    query = parse_qs(entry.query)
+    for name in ("id", "order_number"):
+        if name in query:
+            return query[name][0]
+    return unquote(entry.raw_path.rsplit("/", 1)[-1])
+
+
+def max_in_window(times: Sequence[float], window_s: float) -> int:
+    """The most timestamps in any closed interval of length `window_s` (sliding over every start)."""
+    ordered = sorted(times)
+    return max(
+        (bisect.bisect_right(ordered, start + window_s) - i for i, start in enumerate(ordered)), default=0
+    )
+
+
+async def produce_raw(
+    bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]
+) -> list[RecordMetadata]:
+    """Publish (key, value) pairs in order; values may exceed the client's default 1 MiB request limit."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5, max_request_size=8 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=value, key=key) for key, value in messages]
+        return list(await asyncio.gather(*futures))
+    finally:
+        await producer.stop()
+
+
+async def produce_events_now(bootstrap: str, topic: str, events: Iterable[dict[str, Any]]) -> None:
+    """Publish events keyed by order number, as `order-sync produce` does."""
+    await produce_raw(
+        bootstrap, topic, ((e["order"]["order_number"].encode(), orjson.dumps(e)) for e in events)
+    )
+
+
+async def wait_committed(bootstrap: str, group: str, topic: str, timeout_s: float = 30) -> dict[int, int]:
+    """Wait until the group has committed every partition up to its end offset."""
+    ends = await end_offsets(bootstrap, topic)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        committed = await committed_offsets(bootstrap, group, topic)
+        if all(committed.get(p, 0) == end for p, end in ends.items()):
+            return committed
+        if time.monotonic() > deadline:
+            raise AssertionError(f"committed {committed} never reached end offsets {ends}")
+        await asyncio.sleep(0.2)
