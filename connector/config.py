@@ -24,61 +24,119 @@ class _Section(BaseModel):
 
 
 class KafkaSettings(_Section):
-    bootstrap_servers: str = "localhost:9092"
-    group_id: str = "order-sync"
-    input_topic: str = "orders.changed"
-    success_topic: str = "orders.sync.succeeded"
-    failure_topic: str = "orders.sync.failed"
-    dlq_topic: str = "orders.changed.dlq"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    session_timeout_ms: int = Field(default=30_000, ge=1_000)
-    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
-    #: How often completed offsets are committed (they are also committed on revoke and shutdown).
-    commit_interval_s: float = Field(default=1.0, gt=0)
-    max_poll_records: int = Field(default=500, ge=1)
-    #: Upper bound on one input message; larger values go to the DLQ (reason `decode`).
-    max_message_bytes: int = Field(default=1_048_576, ge=1024)
-    lag_refresh_s: float = Field(default=10.0, gt=0)
-    #: On partition revocation, how long in-flight work of those partitions may finish before it is abandoned.
-    rebalance_drain_s: float = Field(default=10.0, ge=0)
+    bootstrap_servers: str = Field(
+        default="localhost:9092", description="Kafka bootstrap servers, comma-separated."
+    )
+    group_id: str = Field(
+        default="order-sync", description="Consumer group; replicas with the same group share the partitions."
+    )
+    input_topic: str = Field(
+        default="orders.changed", description='Topic of canonical "order changed" events.'
+    )
+    success_topic: str = Field(
+        default="orders.sync.succeeded", description="Results with outcome applied or skipped_stale."
+    )
+    failure_topic: str = Field(
+        default="orders.sync.failed", description="Results with outcome rejected, exhausted or unmappable."
+    )
+    dlq_topic: str = Field(
+        default="orders.changed.dlq",
+        description="Undecodable, schema-invalid or conflicting input, copied byte for byte.",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Kafka security protocol."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism (with a SASL protocol)."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL username.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password (secret).")
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle for SSL/SASL_SSL.")
+    session_timeout_ms: int = Field(default=30_000, ge=1_000, description="Kafka consumer session timeout.")
+    heartbeat_interval_ms: int = Field(
+        default=3_000, ge=100, description="Kafka consumer heartbeat interval."
+    )
+    commit_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often completed offsets are committed (also on revoke and shutdown).",
+    )
+    max_poll_records: int = Field(
+        default=500,
+        ge=1,
+        description="Most records taken from one fetch (never more than the free in-flight capacity).",
+    )
+    max_message_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Upper bound on one input message; larger values go to the DLQ (reason `decode`).",
+    )
+    lag_refresh_s: float = Field(
+        default=10.0, gt=0, description="How often order_sync_consumer_lag is refreshed."
+    )
+    rebalance_drain_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="On revocation, how long those partitions' in-flight work may finish.",
+    )
 
 
 class IdempotencySettings(_Section):
-    url: SecretStr = SecretStr("sqlite:///order-sync.db")
-    retention_hours: float = Field(default=168, gt=0)
-    purge_interval_s: float = Field(default=300, gt=0)
-    purge_batch: int = Field(default=1000, ge=1)
-    #: A claim older than this is presumed abandoned by a dead replica and may be taken over.
-    claim_lease_s: float = Field(default=60, gt=0)
-    timeout_s: float = Field(default=5, gt=0)
+    url: SecretStr = Field(
+        default=SecretStr("sqlite:///order-sync.db"),
+        description="Idempotency store: sqlite:///path, redis://host:port/db, postgresql://… (secret).",
+    )
+    retention_hours: float = Field(
+        default=168, gt=0, description="Delivery and event records older than this are purged."
+    )
+    purge_interval_s: float = Field(default=300, gt=0, description="How often the retention purge runs.")
+    purge_batch: int = Field(default=1000, ge=1, description="Most records deleted per purge pass.")
+    claim_lease_s: float = Field(
+        default=60,
+        gt=0,
+        description="A claim older than this is presumed abandoned by a dead replica and may be taken over.",
+    )
+    timeout_s: float = Field(default=5, gt=0, description="Timeout of one store operation.")
 
 
 class HttpSettings(_Section):
-    host: str = "0.0.0.0"
-    port: int = Field(default=8000, ge=0, le=65535)
+    host: str = Field(default="0.0.0.0", description="Address of the /metrics, /healthz and /readyz server.")
+    port: int = Field(
+        default=8000, ge=0, le=65535, description="Port of the /metrics, /healthz and /readyz server."
+    )
 
 
 class PlatformSettings(_Section):
     """Settings shared by every platform; subclasses add credentials and defaults."""
 
-    enabled: bool | None = None
-    base_url: str | None = None
-    auth_refresh_on: list[int] = Field(default_factory=lambda: [401])
-    max_concurrency: int = Field(default=32, ge=1)
-    rate_limit_rps: float = Field(default=0, ge=0)
-    timeout_s: float = Field(default=10, gt=0)
-    max_attempts: int = Field(default=8, ge=1)
-    retry_budget_s: float = Field(default=300, gt=0)
-    backoff_base_s: float = Field(default=0.2, gt=0)
-    backoff_max_s: float = Field(default=30, gt=0)
-    #: Consecutive retryable failures that open the circuit.
-    circuit_failure_threshold: int = Field(default=10, ge=1)
-    #: How long an open circuit waits before letting one probe through.
-    circuit_reset_s: float = Field(default=5, gt=0)
+    enabled: bool | None = Field(
+        default=None,
+        description="Deliver to this platform; default true when BASE_URL or credentials are set.",
+    )
+    base_url: str | None = Field(default=None, description="API base URL.")
+    auth_refresh_on: list[int] = Field(
+        default_factory=lambda: [401],
+        description='Statuses meaning "token expired" for a token flow: refresh once and retry.',
+    )
+    max_concurrency: int = Field(default=32, ge=1, description="Requests in flight to this platform.")
+    rate_limit_rps: float = Field(
+        default=0, ge=0, description="Token-bucket rate limit in requests per second; 0 is unlimited."
+    )
+    timeout_s: float = Field(default=10, gt=0, description="Timeout of one request.")
+    max_attempts: int = Field(default=8, ge=1, description="Attempts per delivery before it is exhausted.")
+    retry_budget_s: float = Field(
+        default=300, gt=0, description="Total time one delivery may spend retrying."
+    )
+    backoff_base_s: float = Field(
+        default=0.2, gt=0, description="First backoff cap (exponential, full jitter)."
+    )
+    backoff_max_s: float = Field(default=30, gt=0, description="Largest backoff between attempts.")
+    circuit_failure_threshold: int = Field(
+        default=10, ge=1, description="Consecutive retryable failures that open the circuit."
+    )
+    circuit_reset_s: float = Field(
+        default=5, gt=0, description="How long an open circuit waits before letting one probe through."
+    )
 
     def credentials_given(self) -> bool:
         return False
@@ -96,9 +154,11 @@ class PlatformSettings(_Section):
 
 
 class VuCustomSettings(PlatformSettings):
-    base_url: str | None = "https://os.vucustom.com"
-    api_key: SecretStr | None = None
-    api_secret: SecretStr | None = None
+    base_url: str | None = Field(default="https://os.vucustom.com", description="API base URL.")
+    api_key: SecretStr | None = Field(default=None, description="Admin API key (HTTP Basic user; secret).")
+    api_secret: SecretStr | None = Field(
+        default=None, description="Admin API secret (HTTP Basic password; secret)."
+    )
 
     def credentials_given(self) -> bool:
         return self.api_key is not None
@@ -106,11 +166,14 @@ class VuCustomSettings(PlatformSettings):
 
 class SellercloudSettings(PlatformSettings):
     #: Fills the default base URL `https://{server_id}.api.sellercloud.com/rest`.
-    server_id: str | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    #: Tokens are renewed this long before they expire.
-    token_refresh_margin_s: float = Field(default=60, ge=0)
+    server_id: str | None = Field(
+        default=None, description="Fills the default BASE_URL https://{server_id}.api.sellercloud.com/rest."
+    )
+    username: str | None = Field(default=None, description="User for the JWT from POST /api/token.")
+    password: SecretStr | None = Field(default=None, description="Password for the JWT (secret).")
+    token_refresh_margin_s: float = Field(
+        default=60, ge=0, description="Tokens are renewed this long before they expire."
+    )
 
     def credentials_given(self) -> bool:
         return self.username is not None
@@ -122,19 +185,22 @@ class SellercloudSettings(PlatformSettings):
 
 
 class ElasticPathSettings(PlatformSettings):
-    base_url: str | None = "https://useast.api.elasticpath.com"
-    rate_limit_rps: float = Field(default=100, ge=0)
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    token_refresh_margin_s: float = Field(default=60, ge=0)
+    base_url: str | None = Field(default="https://useast.api.elasticpath.com", description="API base URL.")
+    rate_limit_rps: float = Field(default=100, ge=0, description="Elastic Path's published limit.")
+    client_id: str | None = Field(default=None, description="Client-credentials client id.")
+    client_secret: SecretStr | None = Field(default=None, description="Client-credentials secret (secret).")
+    token_refresh_margin_s: float = Field(
+        default=60, ge=0, description="Tokens are renewed this long before they expire."
+    )
 
     def credentials_given(self) -> bool:
         return self.client_id is not None
 
 
 class VentmereSettings(PlatformSettings):
-    api_token: SecretStr | None = None
-    organization_id: str | None = None
+    base_url: str | None = Field(default=None, description="API base URL (required).")
+    api_token: SecretStr | None = Field(default=None, description="Bearer token (secret).")
+    organization_id: str | None = Field(default=None, description="Sent as X-S2-Organization.")
 
     def credentials_given(self) -> bool:
         return self.api_token is not None
@@ -168,9 +234,19 @@ class Settings(BaseSettings):
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     platforms: PlatformsSettings = Field(default_factory=PlatformsSettings)
-    max_inflight_events: int = Field(default=1000, ge=1)
-    shutdown_timeout_s: float = Field(default=30, gt=0)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_inflight_events: int = Field(
+        default=1000,
+        ge=1,
+        description="Events in flight across all partitions; beyond it, partitions are paused.",
+    )
+    shutdown_timeout_s: float = Field(
+        default=30,
+        gt=0,
+        description="On SIGTERM, how long in-flight work may finish before the final commit.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level of the JSON logs on stderr."
+    )
 
     @model_validator(mode="after")
     def _enabled_platforms_are_complete(self) -> Settings:
