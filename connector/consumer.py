@@ -56,7 +56,7 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._owner.on_revoked(list(revoked))
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        self._owner.on_assigned(list(assigned))
+        await self._owner.on_assigned(list(assigned))
 
 
 class EventConsumer:
@@ -341,9 +341,15 @@ class EventConsumer:
                 "partitions revoked", extra={"fields": {"partitions": sorted(tp.partition for tp in mine)}}
             )
 
-    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+    async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         for tp in assigned:
             self._partitions.setdefault(tp, _Partition())
+        for tp in assigned:
+            # Lag is measured from the committed offset; learn it now rather than after the first commit.
+            try:
+                self._partitions[tp].committed = await self._consumer.committed(tp)
+            except KafkaError as exc:
+                log.debug("committed offset unknown: %s", exc)
         if self._paused and assigned:
             self._consumer.pause(*assigned)
         self.joined = True

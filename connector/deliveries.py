@@ -104,6 +104,15 @@ class DeliveryRunner:
             return DeliveryReport(
                 Outcome.UNMAPPABLE, None, 0, ResultError(category=ErrorCategory.MAPPING, message=str(exc))
             )
+        except Exception as exc:
+            # An adapter that cannot build a request for this event makes it unmappable, never a stall.
+            log.exception(
+                "request mapping failed", extra={"event_id": key.event_id, "platform": platform.value}
+            )
+            message = f"internal mapping error: {type(exc).__name__}"
+            return DeliveryReport(
+                Outcome.UNMAPPABLE, None, 0, ResultError(category=ErrorCategory.MAPPING, message=message)
+            )
         gauge = self._metrics.inflight_deliveries.labels(platform.value)
         gauge.inc()
         try:

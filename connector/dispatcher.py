@@ -84,6 +84,12 @@ class PlatformDispatcher:
                 sent_at = time.monotonic()
                 try:
                     attempt = await self.adapter.attempt(request)
+                except Exception as exc:
+                    # A bug in an adapter must not stall the stream: count it as a failed attempt.
+                    log.exception("adapter failed unexpectedly", extra={"platform": self.platform.value})
+                    attempt = Attempt(
+                        Verdict.RETRY, None, ErrorCategory.CONNECTION, f"internal error: {type(exc).__name__}"
+                    )
                 except BaseException:
                     self.circuit.record_released()
                     raise
