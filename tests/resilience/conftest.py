@@ -87,26 +87,46 @@ def max_in_window(times: Sequence[float], window_s: float) -> int:
     )
 
 
+class EventProducer:
+    """A producer kept open across several batches (e.g. events arriving in waves)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        # Values may exceed the client's default 1 MiB request limit.
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            enable_idempotence=False,
+            linger_ms=5,
+            max_request_size=8 * 1024 * 1024,
+        )
+        self._topic = topic
+
+    async def __aenter__(self) -> EventProducer:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._producer.stop()
+
+    async def send(self, messages: Iterable[tuple[bytes | None, bytes | None]]) -> list[RecordMetadata]:
+        """Publish (key, value) pairs in order and wait for every acknowledgement."""
+        futures = [await self._producer.send(self._topic, value=value, key=key) for key, value in messages]
+        return list(await asyncio.gather(*futures))
+
+    async def send_events(self, events: Iterable[dict[str, Any]]) -> None:
+        """Publish events keyed by order number, as `order-sync produce` does."""
+        await self.send((e["order"]["order_number"].encode(), orjson.dumps(e)) for e in events)
+
+
 async def produce_raw(
     bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]
 ) -> list[RecordMetadata]:
-    """Publish (key, value) pairs in order; values may exceed the client's default 1 MiB request limit."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5, max_request_size=8 * 1024 * 1024
-    )
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value=value, key=key) for key, value in messages]
-        return list(await asyncio.gather(*futures))
-    finally:
-        await producer.stop()
+    async with EventProducer(bootstrap, topic) as producer:
+        return await producer.send(messages)
 
 
 async def produce_events_now(bootstrap: str, topic: str, events: Iterable[dict[str, Any]]) -> None:
-    """Publish events keyed by order number, as `order-sync produce` does."""
-    await produce_raw(
-        bootstrap, topic, ((e["order"]["order_number"].encode(), orjson.dumps(e)) for e in events)
-    )
+    async with EventProducer(bootstrap, topic) as producer:
+        await producer.send_events(events)
 
 
 async def wait_committed(bootstrap: str, group: str, topic: str, timeout_s: float = 30) -> dict[int, int]:

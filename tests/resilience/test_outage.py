@@ -11,6 +11,7 @@ from pathlib import Path
 from connector.broker import EmbeddedBroker
 from connector.simulators.server import SimulatorSuite
 from tests.resilience.conftest import (
+    EventProducer,
     StartConnector,
     connector_env,
     four_platform_event,
@@ -22,7 +23,7 @@ from tests.support.kafka import TopicReader, Topics
 
 OUTAGE_S = 8.0
 #: Events keep arriving during the first part of the outage, in waves.
-WAVES = 12
+WAVES = 11
 WAVE_EVERY_S = 0.5
 WAVE_SIZE = 5
 WARM_UP = 10
@@ -77,11 +78,12 @@ async def test_sellercloud_outage_fails_nothing_and_holds_back_no_other_platform
 
         async def waves() -> list[str]:
             produced: list[str] = []
-            for wave in range(WAVES):
-                batch = [four_platform_event(WARM_UP + wave * WAVE_SIZE + i) for i in range(WAVE_SIZE)]
-                await produce_events_now(bootstrap, topics.input, batch)
-                produced.extend(e["order"]["order_number"] for e in batch)
-                await asyncio.sleep(WAVE_EVERY_S)
+            async with EventProducer(bootstrap, topics.input) as producer:
+                for wave in range(WAVES):
+                    batch = [four_platform_event(WARM_UP + wave * WAVE_SIZE + i) for i in range(WAVE_SIZE)]
+                    await producer.send_events(batch)
+                    produced.extend(e["order"]["order_number"] for e in batch)
+                    await asyncio.sleep(WAVE_EVERY_S)
             return produced
 
         producing = asyncio.create_task(waves())
@@ -125,6 +127,7 @@ async def test_sellercloud_outage_fails_nothing_and_holds_back_no_other_platform
     # The other three kept completing while it lasted: every event produced during the outage
     # reached them (requests answered 2xx, results published) before the outage was over.
     others_applied_during = {}
+    last_other = 0.0
     for platform in OTHERS:
         simulator = getattr(suite, platform)
         applied = {order_ref(e): e.at for e in simulator.log if e.status is not None and e.status < 300}
@@ -137,6 +140,7 @@ async def test_sellercloud_outage_fails_nothing_and_holds_back_no_other_platform
             assert outage_start <= applied[ids(order)] < outage_end, (platform, order)
             assert outage_wall_start <= _completed_at(by_platform[platform][order]) < outage_wall_end
         others_applied_during[platform] = len(during)
+        last_other = max(last_other, *(applied[ids(order)] for order in during))
 
     attempts = [r["attempts"] for r in sellercloud.values()]
     last_refused = max(e.at for e in refused)
@@ -145,7 +149,8 @@ async def test_sellercloud_outage_fails_nothing_and_holds_back_no_other_platform
         f"\noutage: Sellercloud 503 for {OUTAGE_S:.0f}s (first to last 503:"
         f" {last_refused - min(e.at for e in refused):.2f}s); {len(refused)} requests refused"
         f" (circuit reset 1s); {len(during)} events produced during it;"
-        f" others applied during it: {others_applied_during};"
+        f" others applied during it: {others_applied_during}, the last {outage_end - last_other:.2f}s"
+        " before it ended;"
         f" Sellercloud's first 200 {first_after - outage_end:.2f}s after the outage;"
         f" all {total} Sellercloud deliveries applied, attempts max {max(attempts)},"
         f" retries {await connector.metric('order_sync_retries_total', {'platform': 'sellercloud'}):.0f};"
