@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from connector.cli import main
+from connector.cli import cli
 from connector.validate import validate_file
 
 EVENTS = Path(__file__).parent / "golden" / "events"
@@ -104,11 +104,11 @@ def test_disabled_platform_is_not_shown_as_sent(tmp_path: Path) -> None:
 
 def test_cli_exit_codes(tmp_path: Path) -> None:
     runner = CliRunner()
-    assert runner.invoke(main, ["validate", str(EVENTS / "us.json")]).exit_code == 0
+    assert runner.invoke(cli, ["validate", str(EVENTS / "us.json")]).exit_code == 0
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
-    assert runner.invoke(main, ["validate", str(empty)]).exit_code == 1
+    assert runner.invoke(cli, ["validate", str(empty)]).exit_code == 1
     broken = tmp_path / "broken.json"
     broken.write_text('{"event_id": 1}')
-    result = runner.invoke(main, ["validate", str(broken)])
+    result = runner.invoke(cli, ["validate", str(broken)])
     assert result.exit_code == 1 and "invalid (schema)" in result.output
