@@ -14,7 +14,7 @@ import orjson
 from connector.codec import encode_result
 from connector.dispatcher import DeliveryReport, PlatformDispatcher
 from connector.errors import UnmappableError
-from connector.idempotency import ClaimStatus, DeliveryKey
+from connector.idempotency import Claim, ClaimStatus, DeliveryKey
 from connector.metrics import Metrics
 from connector.models import (
     ErrorCategory,
@@ -30,6 +30,12 @@ from connector.publisher import Publisher
 from connector.storeguard import StoreGuard
 
 log = logging.getLogger(__name__)
+
+#: Claims (new work) at the store at once. Outcomes are not limited: each closes a request already
+#: sent, and until it is stored a hard kill repeats that request. With claims unlimited, a busy store
+#: queues the claims of every waiting delivery ahead of the outcomes, and hundreds of answered
+#: requests stay unrecorded (all repeated after a kill).
+CONCURRENT_CLAIMS = 32
 
 
 class DeliveryRunner:
@@ -49,18 +55,19 @@ class DeliveryRunner:
         self._metrics = metrics
         self._owner = owner
         self._lease = claim_lease_s
+        self._claiming = asyncio.Semaphore(CONCURRENT_CLAIMS)
 
     async def run(self, event: OrderChangedEvent, platform: Platform) -> None:
         order = event.order
         key = DeliveryKey(event.event_id, platform, order.order_number, order.version)
         context = {"event_id": event.event_id, "order_number": order.order_number, "platform": platform.value}
-        claim = await self._guard.call(self._store.claim, key, self._owner, self._lease)
+        claim = await self._claim(key)
         busy_delay = 0.05
         while claim.status is ClaimStatus.BUSY:
             # Another replica holds it (e.g. mid-rebalance); it will finish or its lease will lapse.
             await asyncio.sleep(busy_delay)
             busy_delay = min(busy_delay * 2, 1.0)
-            claim = await self._guard.call(self._store.claim, key, self._owner, self._lease)
+            claim = await self._claim(key)
 
         if claim.status is ClaimStatus.DUPLICATE:
             self._metrics.idempotency_hits.labels(platform.value, "duplicate").inc()
@@ -71,8 +78,24 @@ class DeliveryRunner:
             await self._publish(key, stored, claim.result)
             return
 
+        # In flight from here until reported: a hard kill anywhere in between may repeat the request.
+        gauge = self._metrics.inflight_deliveries.labels(platform.value)
+        gauge.inc()
+        try:
+            await self._run_claimed(event, platform, key, claim.status)
+        finally:
+            gauge.dec()
+
+    async def _claim(self, key: DeliveryKey) -> Claim:
+        async with self._claiming:
+            return await self._guard.call(self._store.claim, key, self._owner, self._lease)
+
+    async def _run_claimed(
+        self, event: OrderChangedEvent, platform: Platform, key: DeliveryKey, status: ClaimStatus
+    ) -> None:
+        order = event.order
         started = time.monotonic()
-        if claim.status is ClaimStatus.STALE:
+        if status is ClaimStatus.STALE:
             self._metrics.idempotency_hits.labels(platform.value, "stale").inc()
             report = DeliveryReport(Outcome.SKIPPED_STALE, None, 0, None)
         else:
@@ -113,16 +136,12 @@ class DeliveryRunner:
             return DeliveryReport(
                 Outcome.UNMAPPABLE, None, 0, ResultError(category=ErrorCategory.MAPPING, message=message)
             )
-        gauge = self._metrics.inflight_deliveries.labels(platform.value)
-        gauge.inc()
         try:
             return await dispatcher.deliver(request)
         except asyncio.CancelledError:
             # Abandoned (rebalance or shutdown): let whoever gets the partition next send it at once.
             await asyncio.shield(self._release(key))
             raise
-        finally:
-            gauge.dec()
 
     async def _release(self, key: DeliveryKey) -> None:
         try:
