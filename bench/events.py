@@ -1,0 +1,52 @@
+"""Benchmark input: the demo's sample events, every one targeting all four platforms.
+
+`connector.samples` gives realistic orders (1-4 versions each, cancellations, 2% stale replays);
+here every order is addressed on every platform, so each event is exactly four deliveries.
+Different seeds give different order numbers, so runs never touch each other's simulated orders.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from connector.samples import generate
+
+PLATFORM_COUNT = 4
+_NAMESPACE = uuid.UUID("1ac48942-405a-4841-a7d8-708f50dbe1ad")
+
+
+@dataclass(frozen=True, slots=True)
+class BenchEvent:
+    event_id: str
+    key: bytes
+    value: bytes
+
+
+def _targets(order_number: str, serial: int) -> dict[str, Any]:
+    return {
+        "vucustom": {"id": 1_000_000 + serial},
+        "sellercloud": {"order_id": 5_000_000 + serial, "company_id": 12},
+        "elasticpath": {"order_id": str(uuid.uuid5(_NAMESPACE, f"ep:{order_number}"))},
+        "ventmere": {
+            "order_id": str(uuid.uuid5(_NAMESPACE, f"vm:{order_number}")),
+            "account_id": str(_NAMESPACE),
+        },
+    }
+
+
+def bench_events(count: int, seed: int) -> list[BenchEvent]:
+    """`count` valid events in publishing order (several per order, keyed by order number)."""
+    samples = generate(count, seed=seed, unmappable=False, malformed=False)
+    serials: dict[str, int] = {}
+    events: list[BenchEvent] = []
+    for key, raw in samples.messages:
+        document = orjson.loads(raw)
+        order_number = document["order"]["order_number"]
+        serial = serials.setdefault(order_number, seed * 10_000_000 + len(serials))
+        document["targets"] = _targets(order_number, serial)
+        events.append(BenchEvent(document["event_id"], key, orjson.dumps(document)))
+    return events

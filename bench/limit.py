@@ -1,0 +1,93 @@
+"""The physical limit: raw aiohttp PUTs against the simulators, same concurrency, no Kafka, no store.
+
+Requests for the same events are built up front (by the same adapters) with their auth headers;
+then per platform MAX_CONCURRENCY workers send them back to back over one pooled session.
+
+    python -m bench.limit --events N --seed S --out FILE
+
+Platform URLs, credentials and MAX_CONCURRENCY come from the ORDER_SYNC_ environment.
+Writes a JSON summary to FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from bench.events import bench_events
+from connector.codec import decode_event
+from connector.config import load_settings
+from connector.models import Platform
+from connector.platforms.base import PlatformRequest
+from connector.platforms.registry import build_adapter
+from connector.platforms.transport import Transport
+from connector.redaction import Redactor
+
+
+async def raw_puts(events: int, seed: int, out: Path) -> None:
+    settings = load_settings()
+    transport = Transport()
+    queues: dict[Platform, list[tuple[PlatformRequest, list[tuple[str, str]]]]] = {}
+    for platform in settings.platforms.enabled():
+        adapter = build_adapter(platform, settings.platforms.get(platform), transport, Redactor())
+        auth = await adapter.authenticator.headers()
+        queues[platform] = []
+        for event in bench_events(events, seed):
+            request = adapter.build_request(decode_event(event.value))
+            queues[platform].append((request, [*request.headers, *auth]))
+    await transport.close()
+
+    statuses: Counter[int] = Counter()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+
+    async def worker(pending: list[tuple[PlatformRequest, list[tuple[str, str]]]]) -> None:
+        while pending:
+            request, headers = pending.pop()
+            url = URL(request.url, encoded=True)
+            async with session.request(request.method, url, headers=headers, data=request.body) as r:
+                await r.read()
+                statuses[r.status] += 1
+
+    started, cpu_started = time.time(), time.process_time()
+    await asyncio.gather(
+        *(
+            worker(queues[platform])
+            for platform in queues
+            for _ in range(settings.platforms.get(platform).max_concurrency)
+        )
+    )
+    finished, cpu_finished = time.time(), time.process_time()
+    await session.close()
+    summary = {
+        "requests": sum(statuses.values()),
+        "events": events,
+        "first_at": started,
+        "last_at": finished,
+        "cpu_s": cpu_finished - cpu_started,
+        "statuses": {str(k): v for k, v in statuses.items()},
+    }
+    _write(out, summary)
+
+
+def _write(out: Path, summary: dict[str, object]) -> None:
+    out.write_bytes(orjson.dumps(summary))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    asyncio.run(raw_puts(args.events, args.seed, args.out))
+
+
+if __name__ == "__main__":
+    main()
