@@ -11,9 +11,11 @@ version in a field every platform's body echoes (`customer_note` and `shipping_a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -22,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -131,8 +133,12 @@ class Workload:
         return sorted(requests, key=lambda s: s.at)
 
     def as_sent(self, platform: Platform, entry: LoggedRequest) -> Sent:
-        assert entry.order_id is not None, f"{platform.value} request without an order: {entry.raw_path}"
-        order = self._ids[(platform, entry.order_id)]
+        # From the request itself: `entry.order_id` is noted only once the handler runs (after latency).
+        if platform is Platform.VUCUSTOM:
+            order_id = parse_qs(entry.query)["order_number"][0]
+        else:
+            order_id = unquote(entry.raw_path.rsplit("/", 1)[1])
+        order = self._ids[(platform, order_id)]
         return Sent(platform, order, version_sent(platform, entry.body), entry.at, entry.status)
 
 
@@ -201,6 +207,43 @@ async def wait_results(
     await reader.wait_for(arrived, timeout_s, what)
 
 
+async def delivery_states(
+    store_url: str, deliveries: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """The stored state (`claimed`, `done`, `reported`) of each (event_id, platform) the store knows.
+
+    Read straight from the backend's tables or keys, as they stand (e.g. right after a process died).
+    """
+    wanted = set(deliveries)
+    scheme = store_url.split(":", 1)[0]
+    if scheme == "sqlite":
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as db:
+            rows = list(db.execute("SELECT event_id, platform, state FROM deliveries"))
+    elif scheme == "redis":
+        client = aioredis.Redis.from_url(store_url)
+        try:
+            ordered = sorted(wanted)
+            async with client.pipeline(transaction=False) as pipe:
+                for event_id, platform in ordered:
+                    pipe.hget(f"order-sync:delivery:{event_id}:{platform}", "state")
+                states = await pipe.execute()
+        finally:
+            await client.aclose()
+        rows = [(*key, state.decode()) for key, state in zip(ordered, states, strict=True) if state]
+    else:
+        conn = await asyncpg.connect(store_url, timeout=5)
+        try:
+            rows = [
+                tuple(row)
+                for row in await conn.fetch("SELECT event_id, platform, state FROM order_sync_deliveries")
+            ]
+        finally:
+            await conn.close()
+    return {
+        (event_id, platform): state for event_id, platform, state in rows if (event_id, platform) in wanted
+    }
+
+
 # --- simulators ------------------------------------------------------------------------------------
 
 
@@ -239,24 +282,26 @@ async def _redis_answers(url: str) -> str | None:
     return None
 
 
-@pytest.fixture
-async def shared_redis_url() -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def _redis_database() -> AsyncIterator[str]:
     """The machine's Redis, database 11; every key this run's events made is deleted afterwards."""
     problem = await _redis_answers(REDIS_URL)
     if problem is not None:
         pytest.skip(problem)
-    yield REDIS_URL
-    client = aioredis.Redis.from_url(REDIS_URL)
     try:
-        names = [name async for name in client.scan_iter(match=f"order-sync:*:gt-{RUN}-*", count=1000)]
-        if names:
-            await client.delete(*names)
+        yield REDIS_URL
     finally:
-        await client.aclose()
+        client = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            names = [name async for name in client.scan_iter(match=f"order-sync:*:gt-{RUN}-*", count=1000)]
+            if names:
+                await client.delete(*names)
+        finally:
+            await client.aclose()
 
 
-@pytest.fixture
-async def fresh_postgres_url() -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def _postgres_database() -> AsyncIterator[str]:
     """A database of its own on the machine's PostgreSQL, dropped afterwards."""
     try:
         admin = await asyncpg.connect(POSTGRES_URL, timeout=2)
@@ -271,6 +316,14 @@ async def fresh_postgres_url() -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@pytest.fixture(params=["redis", "postgresql"])
+async def shared_store(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """The URL of a store replicas can share, isolated from everything else on its server."""
+    database = _redis_database() if request.param == "redis" else _postgres_database()
+    async with database as url:
+        yield url
 
 
 class RedisServer:
