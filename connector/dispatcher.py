@@ -78,9 +78,13 @@ class PlatformDispatcher:
         while True:
             wait_started = time.monotonic()
             await self.circuit.wait_until_allowed()
-            await self._bucket.acquire()
             waited += time.monotonic() - wait_started
             async with self._slots:
+                # A token is taken only once a slot is held: tokens taken while queued for a slot
+                # would leave together when slots free up, faster than RATE_LIMIT_RPS.
+                wait_started = time.monotonic()
+                await self._bucket.acquire()
+                waited += time.monotonic() - wait_started
                 sent_at = time.monotonic()
                 try:
                     attempt = await self.adapter.attempt(request)

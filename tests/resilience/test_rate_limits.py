@@ -20,9 +20,13 @@ from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics
 
 RETRY_AFTER_S = 2
-#: The bucket bounds when requests are sent; the simulator sees when they arrive. Loopback
-#: latency varies by a few milliseconds, so windows over arrivals get one token's time of slack.
-ARRIVAL_JITTER_S = 0.02
+#: The bucket bounds when requests are sent; the simulator sees when they arrive, after a loopback
+#: latency that varies (the first requests also open connections, and the simulator shares the test's
+#: event loop). Windows over arrival times get this much slack: 2.5 requests at 50 rps.
+ARRIVAL_JITTER_S = 0.05
+#: Ventmere's request slots (MAX_CONCURRENCY), and how long its first requests take to answer.
+CONCURRENCY = 32
+STALL_S = 1.5
 
 
 async def test_elasticpath_429s_are_retried_no_sooner_than_retry_after(
@@ -42,6 +46,8 @@ async def test_elasticpath_429s_are_retried_no_sooner_than_retry_after(
         topics.input,
         [make_event(f"ep-{n}", 1, {"elasticpath": {"order_id": f"ep-order-{n}"}}) for n in range(events)],
     )
+    await suite.ventmere.log.wait_for(lambda log: len(log) >= CONCURRENCY, 30)
+    suite.ventmere.faults.update(latency_s=0.0)
     async with TopicReader(bootstrap, topics.success, topics.failure) as reader:
         await reader.wait_for(
             lambda r: len(r.of(topics.success)) >= events, 120, f"{events} results", fail_on=topics.failure
@@ -90,47 +96,47 @@ async def test_rate_limit_bounds_requests_in_every_window(
             tmp_path / "store.db",
             "limited",
             PLATFORMS__VENTMERE__RATE_LIMIT_RPS=str(rate),
+            PLATFORMS__VENTMERE__MAX_CONCURRENCY=str(CONCURRENCY),
         )
     )
     await connector.wait_ready()
+    # The platform stalls at first: every request slot fills with a slow request. Requests queued
+    # meanwhile must not leave together once it answers again, beyond what the bucket allows.
+    suite.ventmere.faults.update(latency_s=STALL_S)
     await produce_events_now(
         bootstrap,
         topics.input,
+        # Only Ventmere: the simulators share the test's event loop, and traffic to another
+        # platform would only add noise to the arrival times measured here.
         [
-            make_event(
-                f"rl-{n}",
-                1,
-                {
-                    "ventmere": {"order_id": f"rl-{n}", "account_id": VENTMERE_ACCOUNT},
-                    "vucustom": {"order_number": f"rl-{n}"},
-                },
-            )
+            make_event(f"rl-{n}", 1, {"ventmere": {"order_id": f"rl-{n}", "account_id": VENTMERE_ACCOUNT}})
             for n in range(events)
         ],
     )
+    await suite.ventmere.log.wait_for(lambda log: len(log) >= CONCURRENCY, 30)
+    suite.ventmere.faults.update(latency_s=0.0)
     async with TopicReader(bootstrap, topics.success, topics.failure) as reader:
         await reader.wait_for(
-            lambda r: len(r.of(topics.success)) >= 2 * events,
+            lambda r: len(r.of(topics.success)) >= events,
             120,
-            f"{2 * events} results",
+            f"{events} results",
             fail_on=topics.failure,
         )
     arrivals = [e.at for e in suite.ventmere.log]
     assert len(arrivals) == events
     burst = rate  # the bucket's default burst
     worst = {}
+    excess = 0.0
     for window_s in (0.25, 0.5, 1.0, 2.0, 3.0):
         seen = max_in_window(arrivals, window_s)
         bound = burst + rate * (window_s + ARRIVAL_JITTER_S)
         assert seen <= bound, f"{seen} requests within {window_s}s; the bucket allows {bound:.0f}"
         worst[window_s] = seen
-    # Sustained: over the whole run the average cannot beat the rate once the burst is used up.
+        excess = max(excess, seen - (burst + rate * window_s))
     span = max(arrivals) - min(arrivals)
-    assert events <= burst + rate * span + 1
-    unlimited = max_in_window([e.at for e in suite.vucustom.log], 1.0)
     print(
-        f"\nrate limit {rate} rps (burst {burst}): {events} Ventmere requests over {span:.2f}s;"
-        f" max in any window {worst} (bound burst + rate*T);"
-        f" average {events / span:.1f} rps;"
-        f" VU Custom (unlimited) max in a 1-s window {unlimited}"
+        f"\nrate limit {rate} rps (burst {burst}): {events} Ventmere requests over {span:.2f}s,"
+        f" the first {CONCURRENCY} answered after {STALL_S}s;"
+        f" max in any window {worst} (bound burst + rate*T, most over it {excess:+.1f});"
+        f" average {events / span:.1f} rps"
     )
