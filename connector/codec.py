@@ -18,17 +18,32 @@ DEFAULT_MAX_BYTES = 1_048_576
 MAX_DEPTH = 32
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
+def _object_keys(document: Any, limit: int) -> int | None:
+    """How many object keys a parsed document holds in all; None when it nests deeper than `limit`.
+
+    One pass for both checks (this runs for every input message). `document` comes from orjson,
+    whose containers are exactly `dict` and `list`.
+    """
+    keys = 0
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    pop, push = stack.pop, stack.append
     while stack:
-        node, depth = stack.pop()
+        node, depth = pop()
         if depth > limit:
-            return True
-        if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values() if isinstance(child, dict | list))
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node if isinstance(child, dict | list))
-    return False
+            return None
+        if type(node) is dict:
+            keys += len(node)
+            children: Any = node.values()
+        elif type(node) is list:
+            children = node
+        else:
+            continue
+        depth += 1
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                push((child, depth))
+    return keys
 
 
 _STRING_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"[ \t\r\n]*(:?)')
@@ -51,12 +66,13 @@ def decode_event(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> Order
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventDecodeError(f"not UTF-8 JSON: {exc}") from exc
-    if _depth_exceeds(document, MAX_DEPTH):
+    keys = _object_keys(document, MAX_DEPTH)
+    if keys is None:
         raise EventDecodeError(f"nested deeper than {MAX_DEPTH} levels")
     if not isinstance(document, dict):
         raise EventSchemaError(f"expected a JSON object, got {type(document).__name__}")
     # orjson keeps the last of duplicate keys silently; an event with two values for one key is ambiguous.
-    if _key_tokens(raw) != _count_keys(document):
+    if _key_tokens(raw) != keys:
         raise EventDecodeError("duplicate keys in a JSON object")
     try:
         event = OrderChangedEvent.model_validate(document)
@@ -67,9 +83,19 @@ def decode_event(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> Order
         raise EventSchemaError(f"{where}: {first['msg']}{more}") from exc
     # Times are sent in UTC; one that leaves the calendar once converted (9999-12-31T23:00-05:00)
     # would fail every mapping with OverflowError instead of going to the DLQ.
-    if (field := _time_beyond_utc(event, "")) is not None:
+    if _may_leave_calendar(raw) and (field := _time_beyond_utc(event, "")) is not None:
         raise EventSchemaError(f"{field}: time out of range once converted to UTC")
     return event
+
+
+def _may_leave_calendar(raw: bytes) -> bool:
+    """False when no time in `raw` can be in year 1 or 9999 (the only ones UTC conversion can leave).
+
+    Times are parsed only from `YYYY-…` strings (numbers are UTC timestamps), so such a year is
+    spelled out in the raw bytes, or hidden behind a `\\u` escape. Walking the model costs more than
+    decoding it; this spares the walk for almost every event.
+    """
+    return b"9999" in raw or b"0001" in raw or b"\\u" in raw
 
 
 def _time_beyond_utc(value: Any, where: str) -> str | None:
@@ -88,19 +114,6 @@ def _time_beyond_utc(value: Any, where: str) -> str | None:
             if isinstance(item, BaseModel) and (found := _time_beyond_utc(item, f"{where}.{index}")):
                 return found
     return None
-
-
-def _count_keys(value: Any) -> int:
-    count = 0
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            count += len(node)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return count
 
 
 def fingerprint(event: OrderChangedEvent) -> str:
