@@ -42,6 +42,7 @@ from bench.infra import (
     wait_ready,
 )
 from bench.procstat import ProcessSampler
+from bench.profile import start_py_spy, stop_py_spy, summarize
 from connector.broker import EmbeddedBroker, free_port
 from connector.config import ENV_PREFIX
 
@@ -126,14 +127,19 @@ class Bench:
         produced = await produce_all(self.broker.bootstrap_servers, topics.input, events)
         child, _ = self._connector(sims, topics, label)
         sampler = ProcessSampler(child.pid).start()
+        spy = start_py_spy(child.pid, self.args.profile / f"{label}.txt") if self.args.profile else None
         expected = len(events) * PLATFORM_COUNT
         try:
             await wait_for_commits(
                 self.broker.bootstrap_servers, topics, produced.ends, self.args.run_timeout, child
             )
         finally:
+            await asyncio.to_thread(stop_py_spy, spy)
             await sampler.stop()
             await child.stop()
+        if spy is not None:
+            profile = self.args.profile / f"{label}.txt"
+            self.say(f"  profile {profile}:\n{summarize(profile)}")
         results = await read_results(self.broker.bootstrap_servers, topics, expected)
         first = min(r.published_at for r in results)
         last = max(r.published_at for r in results)
@@ -500,6 +506,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-timeout", type=float, default=300, help="at most this long per throughput run")
     parser.add_argument("--readme", type=Path, default=HERE / "README.md")
     parser.add_argument("--json", type=Path, default=HERE / "results.json")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy each order-sync run into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, stores)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave README and JSON alone")
     return parser.parse_args(argv)
