@@ -107,11 +107,11 @@ class Connector:
                 delay = min(delay * 2, 10.0)
 
     async def _store_watch(self) -> None:
-        # While the store is down, a ping decides when to take new work again.
+        # A ping each second, up or down: an idle connector makes no other store call, and readiness
+        # must still follow the store. While it is down, the ping decides when to take new work again.
         while True:
             await asyncio.sleep(1.0)
-            if not self.guard.up:
-                await self.guard.probe()
+            await self.guard.probe()
 
     async def run(self) -> int:
         await self.http.start()

@@ -115,3 +115,31 @@ async def test_a_store_outage_pauses_new_work_and_loses_nothing(
     assert failures == []
     assert set(results) == expected and max(results.values()) == 1, "a delivery was lost or reported twice"
     assert len(sent) == len(expected) and not repeats(sent), "a delivery was sent twice"
+
+
+async def test_readiness_follows_the_store_while_idle(
+    broker: EmbeddedBroker,
+    topics: Topics,
+    suite: SimulatorSuite,
+    own_redis: RedisServer,
+    connectors: StartConnector,
+) -> None:
+    """No work flowing, so nothing else calls the store: /readyz must still say it does not answer."""
+    connector = connectors(connector_env(broker, topics, "idle-outage", own_redis.url, suite))
+    await connector.wait_ready()
+    await own_redis.stop()
+
+    async def not_ready() -> bool:
+        return await readiness(connector) == 503
+
+    await connector.wait_until(not_ready, 10, "/readyz 503 with the store down and no work")
+    assert await connector.metric("order_sync_store_up") == 0
+    await own_redis.start()
+    await connector.wait_ready(10)
+    work = Workload(LIGHT)
+    event = work.event(0, 1)
+    async with TopicReader(broker.bootstrap_servers, topics.success) as reader:
+        await produce_events(broker.bootstrap_servers, topics.input, [event])
+        await wait_results(
+            reader, topics, deliveries_of([event], work.platforms), 30, "work after the outage"
+        )
