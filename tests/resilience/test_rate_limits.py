@@ -46,8 +46,6 @@ async def test_elasticpath_429s_are_retried_no_sooner_than_retry_after(
         topics.input,
         [make_event(f"ep-{n}", 1, {"elasticpath": {"order_id": f"ep-order-{n}"}}) for n in range(events)],
     )
-    await suite.ventmere.log.wait_for(lambda log: len(log) >= CONCURRENCY, 30)
-    suite.ventmere.faults.update(latency_s=0.0)
     async with TopicReader(bootstrap, topics.success, topics.failure) as reader:
         await reader.wait_for(
             lambda r: len(r.of(topics.success)) >= events, 120, f"{events} results", fail_on=topics.failure
