@@ -46,6 +46,7 @@ ACCOUNT = "1ac48942-405a-4841-a7d8-708f50dbe1ad"
 LIGHT = (Platform.VUCUSTOM, Platform.VENTMERE)
 #: A claim held by a dead process may be taken over after this; short, so recovery is not a 60 s wait.
 CLAIM_LEASE_S = 5.0
+SESSION_TIMEOUT_MS = 3000
 
 _SHARED_REDIS = os.environ.get("ORDER_SYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 #: A database of its own on the shared server: the connector's key prefix is fixed ("order-sync").
@@ -174,6 +175,8 @@ def connector_env(
         "ORDER_SYNC_IDEMPOTENCY__URL": store_url,
         "ORDER_SYNC_IDEMPOTENCY__CLAIM_LEASE_S": str(CLAIM_LEASE_S),
         "ORDER_SYNC_SHUTDOWN_TIMEOUT_S": "20",
+        # The broker does not act on LeaveGroup: a gone member's partitions move when its session expires.
+        "ORDER_SYNC_KAFKA__SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
     }
     for suite in suites:
         env.update(suite.connector_env())

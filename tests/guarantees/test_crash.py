@@ -12,6 +12,7 @@ from connector.simulators.server import SimulatorSuite
 from tests.guarantees.conftest import (
     CLAIM_LEASE_S,
     LIGHT,
+    SESSION_TIMEOUT_MS,
     Sent,
     StartConnector,
     Workload,
@@ -93,7 +94,8 @@ async def test_a_hard_kill_repeats_at_most_the_requests_in_flight(
     print(
         f"\ncrash: {len(events)} events x {len(work.platforms)} platforms at 20 ms, SIGKILL after"
         f" {results_at_kill} of {len(expected)} results ({killed - started:.1f}s); restarted, all results"
-        f" {finished - killed:.1f}s later (claim lease {CLAIM_LEASE_S:g}s, session timeout 6s)\n"
+        f" {finished - killed:.1f}s later (claim lease {CLAIM_LEASE_S:g}s,"
+        f" session timeout {SESSION_TIMEOUT_MS / 1000:g}s)\n"
         f"  extra requests: {extra} ({len(repeated)} deliveries sent by both processes)\n"
         f"  in flight at the kill: {len(unrecorded)} sent with no outcome in the store;"
         f" of them {len(unanswered)} unanswered by the simulators;"

@@ -56,7 +56,7 @@ async def test_a_replica_stopping_mid_stream_hands_over_without_repeating_delive
 
     # One simulator suite per replica: every request is known by the replica that sent it. A small
     # in-flight limit leaves a backlog in the stopped replica's partitions for the other to take over.
-    limit = {"ORDER_SYNC_MAX_INFLIGHT_EVENTS": "50", "ORDER_SYNC_KAFKA__SESSION_TIMEOUT_MS": "3000"}
+    limit = {"ORDER_SYNC_MAX_INFLIGHT_EVENTS": "50"}
     leaving = connectors(connector_env(broker, topics, group, store_url, suite, **limit))
     staying = connectors(connector_env(broker, topics, group, store_url, second_suite, **limit))
     await leaving.wait_ready()
