@@ -71,6 +71,11 @@ class KafkaSettings(_Section):
         ge=1024,
         description="Upper bound on one input message; larger values go to the DLQ (reason `decode`).",
     )
+    max_request_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest record the producer sends; a DLQ copy beyond it is published without its value.",
+    )
     lag_refresh_s: float = Field(
         default=10.0, gt=0, description="How often order_sync_consumer_lag is refreshed."
     )

@@ -54,6 +54,8 @@ class PlatformDispatcher:
             failure_threshold=min(settings.circuit_failure_threshold, settings.max_attempts),
             reset_s=settings.circuit_reset_s,
             on_change=self._on_circuit_change,
+            # A probe is presumed lost only once it has had a full request timeout on top of the reset.
+            probe_timeout_s=settings.circuit_reset_s + settings.timeout_s,
         )
         self._requests = {
             code: metrics.platform_requests.labels(self.platform.value, code) for code in ("error",)

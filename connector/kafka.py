@@ -7,12 +7,6 @@ from typing import Any
 
 from connector.config import KafkaSettings
 
-#: The producer must be able to copy to the DLQ, byte for byte, any message the consumer can read,
-#: oversize ones included (fetches return a record larger than the fetch size on its own). The
-#: client's default 1 MiB check would refuse such a copy for ever and hold the partition's commits
-#: behind it; the broker's own limit (message.max.bytes) is the one that counts.
-PRODUCER_MAX_REQUEST_BYTES = 64 * 1024 * 1024
-
 
 def client_options(settings: KafkaSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
@@ -42,7 +36,9 @@ def producer_options(settings: KafkaSettings) -> dict[str, Any]:
         "linger_ms": 5,
         "request_timeout_ms": 30_000,
         "retry_backoff_ms": 200,
-        "max_request_size": max(PRODUCER_MAX_REQUEST_BYTES, settings.max_message_bytes + 64 * 1024),
+        # Large enough to copy to the DLQ any message the consumer can read (aiokafka's 1 MiB default
+        # would refuse such a copy); the broker's message.max.bytes is the limit that counts.
+        "max_request_size": settings.max_request_bytes,
     }
 
 

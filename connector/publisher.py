@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from connector.config import KafkaSettings
 from connector.errors import DlqReason
@@ -16,6 +16,8 @@ from connector.models import OrderSyncResult
 log = logging.getLogger(__name__)
 
 _MAX_HEADER_MESSAGE = 1024
+#: The client or the broker refuses a record of this size; resending cannot help.
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 
 
 class Publisher:
@@ -57,7 +59,18 @@ class Publisher:
             ("source.partition", str(partition).encode()),
             ("source.offset", str(offset).encode()),
         ]
-        await self._send(self._settings.dlq_topic, value, key=key, headers=headers)
+        try:
+            await self._send(self._settings.dlq_topic, value, key=key, headers=headers)
+        except _TOO_LARGE:
+            # The DLQ topic refuses a copy this large: keep the record (headers say where the original
+            # is, in the input topic) rather than stall the partition on a copy that can never land.
+            size = str(len(value or b"")).encode()
+            log.error(
+                "DLQ copy of %s bytes refused as too large; publishing it without its value", size.decode()
+            )
+            await self._send(
+                self._settings.dlq_topic, None, key=key, headers=[*headers, ("error.value_dropped", size)]
+            )
 
     async def _send(
         self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
@@ -67,6 +80,8 @@ class Publisher:
             try:
                 await self._producer.send_and_wait(topic, value, key=key, headers=headers)
                 return
+            except _TOO_LARGE:
+                raise
             except KafkaError as exc:
                 # The event stays in flight (and uncommitted) until its result is acknowledged.
                 log.warning(

@@ -1,0 +1,31 @@
+"""The publisher against the real broker: acknowledged sends, and a DLQ copy too large to land."""
+
+from __future__ import annotations
+
+from connector.broker import EmbeddedBroker
+from connector.config import KafkaSettings
+from connector.errors import DlqReason
+from connector.publisher import Publisher
+from tests.support.kafka import TopicReader, Topics
+
+
+async def test_a_dlq_copy_too_large_to_publish_is_kept_without_its_value(
+    broker: EmbeddedBroker, topics: Topics
+) -> None:
+    settings = KafkaSettings(
+        bootstrap_servers=broker.bootstrap_servers, dlq_topic=topics.dlq, max_request_bytes=4096
+    )
+    publisher = Publisher(settings)
+    await publisher.start()
+    try:
+        await publisher.publish_dlq(b"x" * 10_000, b"k", DlqReason.DECODE, "too big", topics.input, 2, 41)
+        await publisher.publish_dlq(b"small", b"k", DlqReason.SCHEMA, "bad", topics.input, 2, 42)
+    finally:
+        await publisher.stop()
+    async with TopicReader(broker.bootstrap_servers, topics.dlq) as reader:
+        await reader.wait_for(lambda r: len(r.records) >= 2, 20, "two DLQ records")
+    dropped, small = sorted(reader.records, key=lambda r: int(r.headers["source.offset"]))
+    assert dropped.value is None
+    assert dropped.headers["error.value_dropped"] == "10000"
+    assert dropped.headers["error.reason"] == "decode" and dropped.headers["source.offset"] == "41"
+    assert small.value == b"small" and "error.value_dropped" not in small.headers
