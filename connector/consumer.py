@@ -79,6 +79,7 @@ class EventConsumer:
         self._consumer = AIOKafkaConsumer(**consumer_options(settings.kafka))
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._lanes = OrderingLanes()
+        self._event_ids = OrderingLanes()
         self._max_inflight = settings.max_inflight_events
         self._resume_below = settings.max_inflight_events - max(1, settings.max_inflight_events // 10) + 1
         self._inflight = 0
@@ -200,7 +201,12 @@ class EventConsumer:
             (platform, self._lanes.take((event.order.order_number, platform)))
             for platform in plan_deliveries(event, self._enabled)
         ]
-        self._spawn(tp, partition, self._process(tp, partition, record, event, tickets, time.monotonic()))
+        # Copies of one event_id are checked against the store in consumption order, whatever the
+        # store's connection pool does, so the first copy is the one kept and a later one the conflict.
+        identity = self._event_ids.take(event.event_id)
+        self._spawn(
+            tp, partition, self._process(tp, partition, record, event, identity, tickets, time.monotonic())
+        )
 
     def _spawn(self, tp: TopicPartition, partition: _Partition, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -213,12 +219,18 @@ class EventConsumer:
         partition: _Partition,
         record: ConsumerRecord,
         event: OrderChangedEvent,
+        identity: LaneTicket,
         tickets: list[tuple[Platform, LaneTicket]],
         consumed_at: float,
     ) -> None:
         try:
             store = self._guard.store
-            if not await self._guard.call(store.check_event, event.event_id, fingerprint(event)):
+            try:
+                await identity.wait_turn()
+                known = await self._guard.call(store.check_event, event.event_id, fingerprint(event))
+            finally:
+                identity.finish()
+            if not known:
                 await self._publish_dlq(
                     record, DlqReason.CONFLICT, f"event_id {event.event_id} was seen with different content"
                 )
