@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from connector.broker import EmbeddedBroker
+from connector.simulators.server import SimulatorSuite
 from tests.support.kafka import Topics, create_topics
 from tests.support.process import ConnectorProcess
 
@@ -40,3 +41,10 @@ def connectors(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], ConnectorP
     yield start
     for process in started:
         process.kill()
+
+
+@pytest.fixture
+async def suite() -> AsyncIterator[SimulatorSuite]:
+    """The four platform simulators in the test process, on a free port."""
+    async with SimulatorSuite() as running:
+        yield running

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from connector.broker import EmbeddedBroker
 from connector.simulators.server import SimulatorSuite
@@ -18,16 +16,6 @@ from tests.support.process import ConnectorProcess
 StartConnector = Callable[[dict[str, str]], ConnectorProcess]
 ORDER_SYNC = str(Path(sys.executable).with_name("order-sync"))
 ACCOUNT = "1ac48942-405a-4841-a7d8-708f50dbe1ad"
-
-
-@pytest.fixture
-async def suite() -> AsyncIterator[SimulatorSuite]:
-    simulators = SimulatorSuite()
-    await simulators.start()
-    try:
-        yield simulators
-    finally:
-        await simulators.stop()
 
 
 async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:

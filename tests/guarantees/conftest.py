@@ -251,16 +251,6 @@ async def delivery_states(
 
 
 @pytest.fixture
-async def suite() -> AsyncIterator[SimulatorSuite]:
-    simulators = SimulatorSuite()
-    await simulators.start()
-    try:
-        yield simulators
-    finally:
-        await simulators.stop()
-
-
-@pytest.fixture
 async def second_suite() -> AsyncIterator[SimulatorSuite]:
     """Another four simulators: with one suite per replica, each request is known by its sender."""
     simulators = SimulatorSuite()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -11,23 +10,11 @@ from pathlib import Path
 from connector.broker import EmbeddedBroker
 from tests.pipeline.conftest import platform_env, versions_by_order
 from tests.support.events import make_event
-from tests.support.kafka import TopicReader, Topics, committed_offsets, end_offsets, produce, produce_events
+from tests.support.kafka import TopicReader, Topics, produce, produce_events, wait_committed
 from tests.support.process import ConnectorProcess
 from tests.support.servers import RecordingServer
 
 StartConnector = Callable[[dict[str, str]], ConnectorProcess]
-
-
-async def wait_committed(bootstrap: str, group: str, topic: str, timeout_s: float = 30) -> dict[int, int]:
-    ends = await end_offsets(bootstrap, topic)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        committed = await committed_offsets(bootstrap, group, topic)
-        if all(committed.get(p, 0) == end for p, end in ends.items()):
-            return committed
-        if time.monotonic() > deadline:
-            raise AssertionError(f"committed {committed} never reached end offsets {ends}")
-        await asyncio.sleep(0.2)
 
 
 async def test_every_change_is_applied_once_in_version_order(

@@ -62,12 +62,6 @@ def offline_adapter() -> Callable[[Platform], PlatformAdapter]:
 
 
 @pytest.fixture
-async def suite() -> AsyncIterator[SimulatorSuite]:
-    async with SimulatorSuite() as running:
-        yield running
-
-
-@pytest.fixture
 async def transport() -> AsyncIterator[Transport]:
     shared = Transport()
     yield shared

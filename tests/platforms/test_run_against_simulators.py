@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from connector.broker import EmbeddedBroker
 from connector.samples import generate
@@ -15,16 +13,6 @@ from tests.support.kafka import TopicReader, Topics, produce
 from tests.support.process import ConnectorProcess
 
 StartConnector = Callable[[dict[str, str]], ConnectorProcess]
-
-
-@pytest.fixture
-async def suite() -> AsyncIterator[SimulatorSuite]:
-    simulators = SimulatorSuite(strict_ids=False)
-    await simulators.start()
-    try:
-        yield simulators
-    finally:
-        await simulators.stop()
 
 
 async def test_every_delivery_is_applied_and_accepted_by_the_simulators(

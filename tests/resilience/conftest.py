@@ -8,32 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
 from connector.simulators.requestlog import LoggedRequest
 from connector.simulators.server import SimulatorSuite
 from tests.support.events import make_event
-from tests.support.kafka import Topics, committed_offsets, end_offsets
+from tests.support.kafka import Topics
 from tests.support.process import ConnectorProcess
 
 StartConnector = Callable[[dict[str, str]], ConnectorProcess]
 
 VENTMERE_ACCOUNT = "1ac48942-405a-4841-a7d8-708f50dbe1ad"
-
-
-@pytest.fixture
-async def suite() -> AsyncIterator[SimulatorSuite]:
-    async with SimulatorSuite() as running:
-        yield running
 
 
 def connector_env(
@@ -127,16 +119,3 @@ async def produce_raw(
 async def produce_events_now(bootstrap: str, topic: str, events: Iterable[dict[str, Any]]) -> None:
     async with EventProducer(bootstrap, topic) as producer:
         await producer.send_events(events)
-
-
-async def wait_committed(bootstrap: str, group: str, topic: str, timeout_s: float = 30) -> dict[int, int]:
-    """Wait until the group has committed every partition up to its end offset."""
-    ends = await end_offsets(bootstrap, topic)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        committed = await committed_offsets(bootstrap, group, topic)
-        if all(committed.get(p, 0) == end for p, end in ends.items()):
-            return committed
-        if time.monotonic() > deadline:
-            raise AssertionError(f"committed {committed} never reached end offsets {ends}")
-        await asyncio.sleep(0.2)

@@ -10,9 +10,9 @@ import orjson
 
 from connector.broker import EmbeddedBroker
 from connector.simulators.server import SimulatorSuite
-from tests.resilience.conftest import StartConnector, connector_env, produce_raw, wait_committed
+from tests.resilience.conftest import StartConnector, connector_env, produce_raw
 from tests.support.events import make_event
-from tests.support.kafka import TopicReader, Topics
+from tests.support.kafka import TopicReader, Topics, wait_committed
 
 OVERSIZE_BYTES = 1_100_000  # over the default ORDER_SYNC_KAFKA__MAX_MESSAGE_BYTES of 1 MiB
 

@@ -17,9 +17,8 @@ from tests.resilience.conftest import (
     four_platform_event,
     order_ref,
     produce_events_now,
-    wait_committed,
 )
-from tests.support.kafka import TopicReader, Topics
+from tests.support.kafka import TopicReader, Topics, wait_committed
 
 OUTAGE_S = 8.0
 #: Events keep arriving during the first part of the outage, in waves.

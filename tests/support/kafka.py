@@ -177,3 +177,16 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int,
         return result
     finally:
         await consumer.stop()
+
+
+async def wait_committed(bootstrap: str, group: str, topic: str, timeout_s: float = 30) -> dict[int, int]:
+    """Wait until the group has committed every partition up to its end offset."""
+    ends = await end_offsets(bootstrap, topic)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        committed = await committed_offsets(bootstrap, group, topic)
+        if all(committed.get(p, 0) == end for p, end in ends.items()):
+            return committed
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"committed {committed} never reached end offsets {ends}")
+        await asyncio.sleep(0.2)
