@@ -50,3 +50,19 @@ def bench_events(count: int, seed: int) -> list[BenchEvent]:
         document["targets"] = _targets(order_number, serial)
         events.append(BenchEvent(document["event_id"], key, orjson.dumps(document)))
     return events
+
+
+def spread_orders(events: list[BenchEvent]) -> list[BenchEvent]:
+    """The same events with each order's versions far apart (round robin over orders).
+
+    Each order's own events keep their order. The generator emits an order's 1-4 versions back
+    to back; paced one by one, each would wait for the previous version's delivery (per-order
+    ordering), which is the contract at work, not the connector's overhead.
+    """
+    by_order: dict[bytes, list[BenchEvent]] = {}
+    for event in events:
+        by_order.setdefault(event.key, []).append(event)
+    spread: list[BenchEvent] = []
+    for round_ in range(max((len(v) for v in by_order.values()), default=0)):
+        spread.extend(versions[round_] for versions in by_order.values() if len(versions) > round_)
+    return spread

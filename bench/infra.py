@@ -19,11 +19,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.events import BenchEvent
-from connector.broker import free_port
+from connector.broker import EmbeddedBroker, free_port
 from connector.config import ENV_PREFIX
 from connector.simulators.server import SimulatorSuite
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
 ORDER_SYNC = str(BIN / "order-sync")
 PARTITIONS = 4
 
@@ -41,7 +42,8 @@ class Child:
         self.argv = argv
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(argv, env=env, stdout=self._log, stderr=self._log)
+        # From the repository root, where `python -m bench.…` finds this package.
+        self.process = subprocess.Popen(argv, env=env, stdout=self._log, stderr=self._log, cwd=ROOT)
         self.started_at = time.time()
 
     @property
@@ -346,3 +348,20 @@ async def wait_ready(http_port: int, watch: Child, timeout_s: float = 60) -> Non
             if time.monotonic() > deadline:
                 raise RuntimeError(f"connector not ready after {timeout_s}s:\n{watch.log_tail()}")
             await asyncio.sleep(0.05)
+
+
+async def wait_for_file(path: Path, watch: Child, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(path.exists):
+        watch.check()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} did not appear within {timeout_s}s:\n{watch.log_tail()}")
+        await asyncio.sleep(0.05)
+
+
+class Broker(EmbeddedBroker):
+    """The embedded broker, with its process id for CPU accounting."""
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None

@@ -90,3 +90,65 @@ class ProcessSampler:
     @property
     def peak_rss_mib(self) -> float:
         return max((s.hwm_kib for s in self.samples), default=0) / 1024
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs spent busy since boot (everything but idle and iowait), from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _TICKS
+
+
+class CpuBudget:
+    """Where the machine's CPU went during a run: each named process, and the machine as a whole.
+
+    `cores(start, end)` gives each one's average number of busy cores over that window; "other"
+    is what no named process used (other sessions' work on a shared machine, the kernel).
+    """
+
+    def __init__(self, pids: dict[str, int], interval_s: float = 0.5) -> None:
+        self._samplers = {name: ProcessSampler(pid, interval_s) for name, pid in pids.items()}
+        self._machine: list[tuple[float, float]] = []
+        self._interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> CpuBudget:
+        for sampler in self._samplers.values():
+            sampler.start()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        while True:
+            self._machine.append((time.time(), machine_busy_seconds()))
+            await asyncio.sleep(self._interval_s)
+
+    async def stop(self) -> None:
+        for sampler in self._samplers.values():
+            await sampler.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._machine.append((time.time(), machine_busy_seconds()))
+
+    def _machine_at(self, moment: float) -> float:
+        points = self._machine
+        if not points:
+            return 0.0
+        if moment <= points[0][0]:
+            return points[0][1]
+        for (t0, v0), (t1, v1) in itertools.pairwise(points):
+            if t0 <= moment <= t1:
+                return v0 + (v1 - v0) * ((moment - t0) / (t1 - t0) if t1 > t0 else 1.0)
+        return points[-1][1]
+
+    def cores(self, start: float, end: float, **measured: ProcessSampler) -> dict[str, float]:
+        span = max(end - start, 1e-9)
+        samplers = {**measured, **self._samplers}
+        used = {name: (s.cpu_at(end) - s.cpu_at(start)) / span for name, s in samplers.items()}
+        machine = (self._machine_at(end) - self._machine_at(start)) / span
+        used["other"] = max(0.0, machine - sum(used.values()))
+        used["machine"] = machine
+        return {name: round(value, 2) for name, value in used.items()}

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import orjson
 
-from bench.events import PLATFORM_COUNT, BenchEvent, bench_events
+from bench.events import PLATFORM_COUNT, BenchEvent, bench_events, spread_orders
 from bench.infra import (
     BIN,
     ORDER_SYNC,
+    Broker,
     Child,
     LiveResults,
     Simulators,
@@ -39,17 +40,26 @@ from bench.infra import (
     produce_paced,
     read_results,
     wait_for_commits,
+    wait_for_file,
     wait_ready,
 )
-from bench.procstat import ProcessSampler
+from bench.procstat import CpuBudget, ProcessSampler
 from bench.profile import start_py_spy, stop_py_spy, summarize
-from connector.broker import EmbeddedBroker, free_port
+from connector.broker import free_port
 from connector.config import ENV_PREFIX
 
 HERE = Path(__file__).parent
 START_MARK = "<!-- bench:results:start -->"
 END_MARK = "<!-- bench:results:end -->"
 SYSTEMS = ("order-sync", "naive", "limit")
+#: Not in the default run: `order-sync run` on uvloop's event loop (needs `pip install uvloop`).
+UVLOOP = "order-sync-uvloop"
+#: The paced scenario's floor: bench.echo, consume and publish with the connector's client options.
+FLOOR = "kafka floor"
+_UVLOOP_MAIN = (
+    "import asyncio, sys, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
+    "sys.argv[0] = 'order-sync'; from connector.cli import main; main()"
+)
 SCENARIOS = ("throughput", "paced", "backlog")
 
 
@@ -88,7 +98,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
         self.workdir = workdir
-        self.broker = EmbeddedBroker(log_file=workdir / "tansu.log")
+        self.broker = Broker(log_file=workdir / "tansu.log")
         self.rows: list[Row] = []
         self._seeds = itertools.count(100)
         self._runs = itertools.count(1)
@@ -96,7 +106,9 @@ class Bench:
     def say(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
-    def _connector(self, sims: Simulators, topics: Topics, label: str) -> tuple[Child, int]:
+    def _connector(
+        self, sims: Simulators, topics: Topics, label: str, system: str = "order-sync"
+    ) -> tuple[Child, int]:
         http_port = free_port()
         env = child_env(
             {
@@ -108,7 +120,14 @@ class Bench:
                 f"{ENV_PREFIX}IDEMPOTENCY__URL": f"sqlite:///{self.workdir / f'{label}.db'}",
             }
         )
-        return Child([ORDER_SYNC, "run"], env, self.workdir / f"{label}.log"), http_port
+        argv = [str(BIN / "python"), "-c", _UVLOOP_MAIN, "run"] if system == UVLOOP else [ORDER_SYNC, "run"]
+        return Child(argv, env, self.workdir / f"{label}.log"), http_port
+
+    def _budget(self, sims: Simulators) -> CpuBudget:
+        pids = {"simulators": sims.child.pid, "bench": os.getpid()}
+        if self.broker.pid is not None:
+            pids["broker"] = self.broker.pid
+        return CpuBudget(pids).start()
 
     def _peer_env(self, sims: Simulators, topics: Topics | None) -> dict[str, str]:
         extra = {
@@ -121,12 +140,15 @@ class Bench:
 
     # --- throughput ------------------------------------------------------------------------
 
-    async def order_sync_throughput(self, sims: Simulators, events: list[BenchEvent], scenario: str) -> Row:
-        label = f"order-sync-{next(self._runs)}"
+    async def order_sync_throughput(
+        self, sims: Simulators, events: list[BenchEvent], scenario: str, system: str = "order-sync"
+    ) -> Row:
+        label = f"{system}-{next(self._runs)}"
         topics = await Topics.create(self.broker.bootstrap_servers, label)
         produced = await produce_all(self.broker.bootstrap_servers, topics.input, events)
-        child, _ = self._connector(sims, topics, label)
+        child, _ = self._connector(sims, topics, label, system)
         sampler = ProcessSampler(child.pid).start()
+        budget = self._budget(sims)
         spy = start_py_spy(child.pid, self.args.profile / f"{label}.txt") if self.args.profile else None
         expected = len(events) * PLATFORM_COUNT
         try:
@@ -135,6 +157,7 @@ class Bench:
             )
         finally:
             await asyncio.to_thread(stop_py_spy, spy)
+            await budget.stop()
             await sampler.stop()
             await child.stop()
         if spy is not None:
@@ -152,7 +175,7 @@ class Bench:
         note = "" if len(results) >= expected else f"timed out: {len(results)}/{expected} results"
         return Row(
             scenario,
-            "order-sync",
+            system,
             completed,
             last - first,
             len(results),
@@ -161,7 +184,7 @@ class Bench:
             cpu / completed * 1000 if completed else None,
             sampler.peak_rss_mib,
             note,
-            {"outcomes": outcomes},
+            {"outcomes": outcomes, "cores": budget.cores(first, last, measured=sampler)},
         )
 
     async def naive_throughput(self, sims: Simulators, events: list[BenchEvent], scenario: str) -> Row:
@@ -182,7 +205,9 @@ class Bench:
         ]
         child = Child(argv, self._peer_env(sims, topics), self.workdir / f"{label}.log")
         sampler = ProcessSampler(child.pid).start()
+        budget = self._budget(sims)
         await child.wait(self.args.naive_seconds + 60)
+        await budget.stop()
         await sampler.stop()
         await child.stop()
         summary = orjson.loads(out.read_bytes())
@@ -199,7 +224,10 @@ class Bench:
             cpu_per_1k_s=cpu / done * 1000 if done else None,
             peak_rss_mib=sampler.peak_rss_mib,
             note=note,
-            extra={"statuses": summary["statuses"]},
+            extra={
+                "statuses": summary["statuses"],
+                "cores": budget.cores(summary["first_at"], summary["last_at"], measured=sampler),
+            },
         )
 
     async def limit_throughput(self, sims: Simulators, count: int, scenario: str) -> Row:
@@ -218,7 +246,9 @@ class Bench:
         ]
         child = Child(argv, self._peer_env(sims, None), self.workdir / f"{label}.log")
         sampler = ProcessSampler(child.pid).start()
+        budget = self._budget(sims)
         await child.wait(self.args.run_timeout)
+        await budget.stop()
         await sampler.stop()
         code = await child.stop()
         if code != 0:
@@ -236,39 +266,58 @@ class Bench:
             cpu_per_1k_s=summary["cpu_s"] / (requests / PLATFORM_COUNT) * 1000,
             peak_rss_mib=sampler.peak_rss_mib,
             note="raw PUTs, no Kafka",
-            extra={"statuses": summary["statuses"]},
+            extra={
+                "statuses": summary["statuses"],
+                "cores": budget.cores(summary["first_at"], summary["last_at"], measured=sampler),
+            },
         )
 
     # --- latency at a tenth of peak ------------------------------------------------------
 
-    async def paced(self, sims: Simulators, rate: float, scenario: str) -> Row:
-        label = f"order-sync-paced-{next(self._runs)}"
+    async def paced(self, sims: Simulators, rate: float, scenario: str, system: str = "order-sync") -> Row:
+        """Events at `rate` per second for --paced-seconds; latency from produce to result received.
+
+        With `system` FLOOR, the echo process stands in for the connector (one result per event).
+        """
+        label = f"{system.replace(' ', '-')}-paced-{next(self._runs)}"
         count = max(10, int(rate * self.args.paced_seconds))
-        events = bench_events(count, next(self._seeds))
+        events = spread_orders(bench_events(count, next(self._seeds)))
         topics = await Topics.create(self.broker.bootstrap_servers, label)
-        child, http_port = self._connector(sims, topics, label)
+        if system == FLOOR:
+            ready = self.workdir / f"{label}.ready"
+            argv = [str(BIN / "python"), "-m", "bench.echo", "--ready", str(ready)]
+            child = Child(argv, self._peer_env(sims, topics), self.workdir / f"{label}.log")
+            per_event, offset_ms = 1, 0.0
+        else:
+            child, http_port = self._connector(sims, topics, label)
+            per_event, offset_ms = PLATFORM_COUNT, sims.latency_ms
         sampler = ProcessSampler(child.pid).start()
+        budget = self._budget(sims)
         live = LiveResults(self.broker.bootstrap_servers, topics)
         try:
-            await wait_ready(http_port, child)
+            if system == FLOOR:
+                await wait_for_file(ready, child)
+            else:
+                await wait_ready(http_port, child)
             await live.start()
             produced = await produce_paced(self.broker.bootstrap_servers, topics.input, events, rate)
-            await live.wait_for(count * PLATFORM_COUNT, timeout_s=60)
+            await live.wait_for(count * per_event, timeout_s=60)
         finally:
             await live.stop()
+            await budget.stop()
             await sampler.stop()
             await child.stop()
         results = live.records
-        offset_ms = sims.latency_ms
         seen = [(r.received_at - produced[r.event_id]) * 1000 - offset_ms for r in results]
         published = [(r.published_at - produced[r.event_id]) * 1000 - offset_ms for r in results]
         first = min(produced.values())
         last = max(r.received_at for r in results)
         cpu = sampler.cpu_at(last) - sampler.cpu_at(first)
         completed = len({r.event_id for r in results})
+        what = "produce to result" if system == FLOOR else f"minus the simulators' {offset_ms:g} ms"
         return Row(
             scenario,
-            "order-sync",
+            system,
             completed,
             last - first,
             len(results),
@@ -276,12 +325,13 @@ class Bench:
             percentile(seen, 99),
             cpu / completed * 1000 if completed else None,
             sampler.peak_rss_mib,
-            f"paced at {rate:.0f} events/s; latency minus the simulators' {offset_ms:g} ms",
+            f"paced at {rate:.0f} events/s; latency {what}",
             {
                 "rate": rate,
                 "published_p50_ms": percentile(published, 50),
                 "published_p99_ms": percentile(published, 99),
                 "max_ms": max(seen),
+                "cores": budget.cores(first, last, measured=sampler),
             },
         )
 
@@ -296,6 +346,7 @@ class Bench:
         del events
         child, _ = self._connector(sims, topics, label)
         sampler = ProcessSampler(child.pid, interval_s=0.5).start()
+        budget = self._budget(sims)
         started = time.time()
         try:
             committed, done_at = await wait_for_commits(
@@ -307,9 +358,10 @@ class Bench:
                 poll_s=1.0,
             )
         finally:
+            await budget.stop()
             await sampler.stop()
             await child.stop()
-        samples = [s for s in sampler.samples if s.at <= done_at]
+        samples = [s for s in sampler.samples if s.at <= done_at and s.rss_kib]
         # The working phase: from the first CPU use to the end (excludes interpreter start-up).
         working = [s for s in samples if s.at >= started + 5] or samples
         rss = [s.rss_kib / 1024 for s in working]
@@ -339,6 +391,7 @@ class Bench:
                 "rss_timeline_mib": timeline,
                 "first_quarter_mib": first_quarter,
                 "last_quarter_mib": last_quarter,
+                "cores": budget.cores(started, done_at, measured=sampler),
             },
         )
 
@@ -366,6 +419,11 @@ class Bench:
                             self.report(row)
                             if latency == args.paced_latency:
                                 peak_20 = row.events_per_s
+                        if UVLOOP in args.systems:
+                            self.say(f"{scenario}: order-sync on uvloop")
+                            row = await self.order_sync_throughput(sims, events, scenario, UVLOOP)
+                            self.rows.append(row)
+                            self.report(row)
                         if "naive" in args.systems:
                             naive_events = bench_events(args.events, next(self._seeds))
                             self.say(f"{scenario}: naive loop (at most {args.naive_seconds:g} s)")
@@ -376,6 +434,9 @@ class Bench:
                         scenario = f"paced, {latency:g} ms"
                         self.say(f"{scenario}: order-sync at {rate:.0f} events/s")
                         self.rows.append(await self.paced(sims, rate, scenario))
+                        self.report(self.rows[-1])
+                        self.say(f"{scenario}: Kafka floor (bench.echo) at {rate:.0f} events/s")
+                        self.rows.append(await self.paced(sims, rate, scenario, FLOOR))
                         self.report(self.rows[-1])
                 finally:
                     await sims.stop()
@@ -429,15 +490,15 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 def ratios(rows: list[Row]) -> list[str]:
     lines = []
     by = {(r.scenario, r.system): r for r in rows}
-    for scenario in dict.fromkeys(r.scenario for r in rows):
-        ours = by.get((scenario, "order-sync"))
-        if ours is None:
+    for scenario, system in dict.fromkeys((r.scenario, r.system) for r in rows):
+        ours = by[(scenario, system)]
+        if not system.startswith("order-sync"):
             continue
         for peer in ("naive", "limit"):
             other = by.get((scenario, peer))
             if other is not None and other.events_per_s:
                 lines.append(
-                    f"- {scenario}: order-sync ÷ {peer} = {ours.events_per_s / other.events_per_s:.2f}x "
+                    f"- {scenario}: {system} ÷ {peer} = {ours.events_per_s / other.events_per_s:.2f}x "
                     f"({ours.events_per_s:,.0f} vs {other.events_per_s:,.0f} events/s)"
                 )
     return lines
@@ -461,6 +522,22 @@ def render(rows: list[Row], info: dict[str, str], args: argparse.Namespace) -> s
             f"| {_fmt(r.cpu_per_1k_s, 2)} | {_fmt(r.peak_rss_mib)} | {r.note} |"
         )
     out += ["", "Ratios (events/s):", "", *ratios(rows)]
+    out += [
+        "",
+        "Where the CPU went during each measured window, in busy cores (of "
+        f"{info['cpus']}): the measured process, the simulators, the broker, this bench, and "
+        "everything else on the machine (other work, the kernel):",
+        "",
+        "| scenario | system | measured | simulators | broker | bench | other | machine |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        cores = r.extra.get("cores")
+        if isinstance(cores, dict):
+            cells = " | ".join(
+                f"{cores.get(name, 0):.2f}" for name in ("measured", "simulators", "broker", "bench", "other")
+            )
+            out.append(f"| {r.scenario} | {r.system} | {cells} | {cores.get('machine', 0):.2f} |")
     return "\n".join(out) + "\n"
 
 

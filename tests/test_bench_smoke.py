@@ -1,0 +1,44 @@
+"""The benchmark runner's code paths, end to end with a handful of events (no speed is asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.run import main
+
+
+@pytest.mark.slow
+def test_every_scenario_runs_with_a_few_events(tmp_path: Path) -> None:
+    readme, results = tmp_path / "README.md", tmp_path / "results.json"
+    argv = [
+        "--events", "40",
+        "--latencies", "0",
+        "--paced-latency", "0",
+        "--naive-seconds", "3",
+        "--paced-rate", "20",
+        "--paced-seconds", "2",
+        "--backlog", "80",
+        "--backlog-timeout", "120",
+        "--readme", str(readme),
+        "--json", str(results),
+    ]  # fmt: skip
+
+    assert main(argv) == 0
+
+    rows = json.loads(results.read_text())["rows"]
+    systems = {(row["scenario"], row["system"]) for row in rows}
+    assert systems == {
+        ("40 events, 0 ms", "limit"),
+        ("40 events, 0 ms", "order-sync"),
+        ("40 events, 0 ms", "naive"),
+        ("paced, 0 ms", "order-sync"),
+        ("paced, 0 ms", "kafka floor"),
+        ("backlog 80, 0 ms", "order-sync"),
+    }
+    order_sync = next(r for r in rows if r["system"] == "order-sync" and r["scenario"].startswith("40"))
+    assert order_sync["events"] == 40
+    assert order_sync["deliveries"] == 160
+    assert "| 40 events, 0 ms | order-sync |" in readme.read_text()
