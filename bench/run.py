@@ -509,7 +509,8 @@ def render(rows: list[Row], info: dict[str, str], args: argparse.Namespace) -> s
         f"Run of {time.strftime('%Y-%m-%d %H:%M')}: `python -m bench.run {' '.join(sys.argv[1:])}`".rstrip(),
         "",
         f"Machine: {info['cpus']} CPUs ({info['cpu_model']}), {info['memory']} RAM, "
-        f"Python {info['python']}, Linux {info['kernel']}.",
+        f"Python {info['python']}, Linux {info['kernel']}. Load average (1 min) before the run "
+        f"{info.get('load_before', '?')}, after it {info.get('load_after', '?')}: the machine is shared.",
         "",
         "| scenario | system | events | events/s | deliveries/s | p50 ms | p99 ms | CPU s / 1000 events "
         "| peak RSS MiB | note |",
@@ -579,7 +580,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--backlog", type=int, default=100_000, help="events in the memory scenario (0: skip)"
     )
     parser.add_argument("--backlog-latency", type=float, default=0.0)
-    parser.add_argument("--backlog-timeout", type=float, default=300)
+    parser.add_argument("--backlog-timeout", type=float, default=330)
     parser.add_argument("--run-timeout", type=float, default=300, help="at most this long per throughput run")
     parser.add_argument("--readme", type=Path, default=HERE / "README.md")
     parser.add_argument("--json", type=Path, default=HERE / "results.json")
@@ -606,8 +607,9 @@ async def bench_main(args: argparse.Namespace) -> list[Row]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    load_before = f"{os.getloadavg()[0]:.2f}"
     rows = asyncio.run(bench_main(args))
-    info = machine()
+    info = {**machine(), "load_before": load_before, "load_after": f"{os.getloadavg()[0]:.2f}"}
     text = render(rows, info, args)
     print(text)
     if not args.no_write:
