@@ -32,11 +32,15 @@ Details every backend keeps alike (the contract tests in tests/idempotency check
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from connector.errors import StoreUnavailableError
 from connector.models import Outcome, Platform
 
 
@@ -112,3 +116,23 @@ class IdempotencyStore(ABC):
         platform and guard against stale replays). A backend that expires records by itself after its
         retention (Redis key TTLs) deletes nothing here and returns 0.
         """
+
+
+@contextlib.asynccontextmanager
+async def store_boundary(
+    where: str,
+    operation: str,
+    timeout_s: float,
+    errors: tuple[type[BaseException], ...],
+    redact: Callable[[str], str] = str,
+) -> AsyncIterator[None]:
+    """Bounds a backend call by the timeout and translates the driver's failures, at the one place
+    they arise, into `StoreUnavailableError` (with credentials redacted from the driver's text)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except TimeoutError as exc:
+        raise StoreUnavailableError(f"{where}: {operation} timed out after {timeout_s:g}s") from exc
+    except errors as exc:
+        message = redact(str(exc) or type(exc).__name__)
+        raise StoreUnavailableError(f"{where}: {operation} failed: {message}") from exc

@@ -21,7 +21,14 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency.base import Claim, ClaimStatus, DeliveryKey, DeliveryState, IdempotencyStore
+from connector.idempotency.base import (
+    Claim,
+    ClaimStatus,
+    DeliveryKey,
+    DeliveryState,
+    IdempotencyStore,
+    store_boundary,
+)
 from connector.models import Outcome
 from connector.redaction import Redactor
 
@@ -273,19 +280,8 @@ class PostgresStore(IdempotencyStore):
                 """
             )
 
-    @contextlib.asynccontextmanager
-    async def _boundary(self, operation: str) -> AsyncIterator[None]:
-        """Bounds `operation` by the timeout and turns driver failures into `StoreUnavailableError`."""
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                yield
-        except TimeoutError as exc:
-            raise StoreUnavailableError(
-                f"{self._where}: {operation} timed out after {self._timeout_s:g}s"
-            ) from exc
-        except _ERRORS as exc:
-            message = self._redactor.redact(str(exc) or type(exc).__name__)
-            raise StoreUnavailableError(f"{self._where}: {operation} failed: {message}") from exc
+    def _boundary(self, operation: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return store_boundary(self._where, operation, self._timeout_s, _ERRORS, self._redactor.redact)
 
     @contextlib.asynccontextmanager
     async def _connection(self, operation: str) -> AsyncIterator[Any]:

@@ -20,10 +20,8 @@ supported; use a single primary (with replicas or Sentinel for failover).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,8 +32,13 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from connector.errors import StoreUnavailableError
-from connector.idempotency.base import Claim, ClaimStatus, DeliveryKey, IdempotencyStore
+from connector.idempotency.base import (
+    Claim,
+    ClaimStatus,
+    DeliveryKey,
+    IdempotencyStore,
+    store_boundary,
+)
 from connector.models import Outcome
 from connector.redaction import Redactor
 
@@ -240,16 +243,7 @@ class RedisStore(IdempotencyStore):
         async with self._boundary(operation):
             return await script(keys=keys, args=args)
 
-    @contextlib.asynccontextmanager
-    async def _boundary(self, operation: str) -> AsyncIterator[None]:
-        """Bounds `operation` by the timeout and turns driver failures into `StoreUnavailableError`."""
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                yield
-        except TimeoutError as exc:
-            raise StoreUnavailableError(
-                f"{self._where}: {operation} timed out after {self._timeout_s:g}s"
-            ) from exc
-        except (RedisError, OSError) as exc:
-            message = self._redactor.redact(str(exc))
-            raise StoreUnavailableError(f"{self._where}: {operation} failed: {message}") from exc
+    def _boundary(self, operation: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return store_boundary(
+            self._where, operation, self._timeout_s, (RedisError, OSError), self._redactor.redact
+        )

@@ -27,14 +27,21 @@ import itertools
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency.base import Claim, ClaimStatus, DeliveryKey, DeliveryState, IdempotencyStore
+from connector.idempotency.base import (
+    Claim,
+    ClaimStatus,
+    DeliveryKey,
+    DeliveryState,
+    IdempotencyStore,
+    store_boundary,
+)
 from connector.models import Outcome
 
 log = logging.getLogger(__name__)
@@ -277,18 +284,8 @@ class SqliteStore(IdempotencyStore):
 
         return await self._run("purge", purge)
 
-    @contextlib.asynccontextmanager
-    async def _boundary(self, operation: str) -> AsyncIterator[None]:
-        """Bounds `operation` by the timeout and turns driver failures into `StoreUnavailableError`."""
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                yield
-        except TimeoutError as exc:
-            raise StoreUnavailableError(
-                f"{self._where}: {operation} timed out after {self._timeout_s:g}s"
-            ) from exc
-        except _ERRORS as exc:
-            raise StoreUnavailableError(f"{self._where}: {operation} failed: {exc}") from exc
+    def _boundary(self, operation: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return store_boundary(self._where, operation, self._timeout_s, _ERRORS)
 
     async def _run(self, operation: str, run: Callable[[sqlite3.Connection], T]) -> T:
         """Queue `run` for the next batch and wait until that batch is committed (or the timeout)."""
