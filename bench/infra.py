@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.events import BenchEvent
-from connector.broker import EmbeddedBroker, free_port
+from connector.broker import EmbeddedBroker, accepts_connections, free_port
 from connector.config import ENV_PREFIX
 from connector.simulators.server import SimulatorSuite
 
@@ -79,17 +79,6 @@ class Child:
         return code
 
 
-async def _accepts(port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
-
-
 @dataclass
 class Simulators:
     """`order-sync simulate` in a process of its own, so it never takes the measured process's CPU."""
@@ -104,7 +93,7 @@ class Simulators:
         argv = [ORDER_SYNC, "simulate", "--port", str(port), "--latency-ms", str(latency_ms)]
         child = Child(argv, child_env({}), workdir / f"simulators-{latency_ms:g}ms.log")
         deadline = time.monotonic() + 30
-        while not await _accepts(port):
+        while not await accepts_connections(port):
             child.check()
             if time.monotonic() > deadline:
                 raise RuntimeError("the simulators did not start listening within 30 s")

@@ -44,8 +44,8 @@ def free_port() -> int:
         return port
 
 
-async def _accepts_connections(port: int) -> bool:
-    # A plain TCP probe first: the Kafka client logs every refused connection as an error.
+async def accepts_connections(port: int) -> bool:
+    """A plain TCP probe of a loopback port (the Kafka client logs every refused connection as an error)."""
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
@@ -90,7 +90,7 @@ class EmbeddedBroker:
         while True:
             if self._process is not None and self._process.poll() is not None:
                 raise BrokerUnavailableError(f"tansu exited with code {self._process.returncode}")
-            if not await _accepts_connections(self.port):
+            if not await accepts_connections(self.port):
                 if loop.time() > deadline:
                     raise BrokerUnavailableError(f"broker not listening after {timeout_s}s")
                 await asyncio.sleep(0.02)
