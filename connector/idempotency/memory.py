@@ -80,7 +80,7 @@ class MemoryStore(IdempotencyStore):
 
     async def release(self, key: DeliveryKey, owner: str) -> None:
         record = self._deliveries.get((key.event_id, key.platform))
-        if record is not None and record.outcome is None and record.owner == owner:
+        if record is not None and record.outcome is None and not record.reported and record.owner == owner:
             del self._deliveries[(key.event_id, key.platform)]
 
     async def purge(self, older_than: datetime, limit: int) -> int:
