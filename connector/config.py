@@ -71,6 +71,11 @@ class KafkaSettings(_Section):
         ge=1024,
         description="Upper bound on one input message; larger values go to the DLQ (reason `decode`).",
     )
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        description="Longest a fetch waits for data; brokers that hold fetches for it add this to latency.",
+    )
     max_request_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024,

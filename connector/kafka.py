@@ -51,5 +51,6 @@ def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "max_partition_fetch_bytes": max(1_048_576, settings.max_message_bytes + 1024),
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
         "retry_backoff_ms": 200,
     }
