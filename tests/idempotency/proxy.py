@@ -10,6 +10,11 @@ import asyncio
 import contextlib
 import socket
 
+import pytest
+
+from connector.errors import StoreUnavailableError
+from connector.idempotency.base import ClaimStatus, DeliveryKey, IdempotencyStore
+
 
 class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -78,3 +83,23 @@ def unused_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+async def assert_recovers_after_link_cut(store: IdempotencyStore, proxy: TcpProxy, key: DeliveryKey) -> None:
+    """Claim through the proxy, cut it (every call is unavailable), restore it (the same store answers
+    again, and the claim made before the cut still holds)."""
+    try:
+        await store.open()
+        assert (await store.claim(key, "a", 60)).status is ClaimStatus.PROCEED
+
+        await proxy.cut()
+        with pytest.raises(StoreUnavailableError):
+            await store.ping()
+        with pytest.raises(StoreUnavailableError):
+            await store.claim(key, "a", 60)
+
+        await proxy.start()
+        await store.ping()
+        assert (await store.claim(key, "b", 60)).status is ClaimStatus.BUSY
+    finally:
+        await store.close()

@@ -12,11 +12,11 @@ import asyncpg
 import pytest
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency.base import ClaimStatus, DeliveryKey
+from connector.idempotency.base import DeliveryKey
 from connector.idempotency.postgres import PostgresStore
 from connector.models import Platform
 from tests.idempotency.conftest import POSTGRES_SCHEMA, drop_postgres_schema
-from tests.idempotency.proxy import TcpProxy, unused_port
+from tests.idempotency.proxy import TcpProxy, assert_recovers_after_link_cut, unused_port
 
 PASSWORD = "s3cret-postgres-pw"
 
@@ -71,22 +71,7 @@ async def test_store_answers_again_once_the_link_is_restored(
     proxy: TcpProxy, postgres_url: str, schema: str
 ) -> None:
     store = PostgresStore(via(proxy, postgres_url), schema=schema, timeout_s=1)
-    try:
-        await store.open()
-        key = a_delivery()
-        assert (await store.claim(key, "a", 60)).status is ClaimStatus.PROCEED
-
-        await proxy.cut()
-        with pytest.raises(StoreUnavailableError):
-            await store.ping()
-        with pytest.raises(StoreUnavailableError):
-            await store.claim(key, "a", 60)
-
-        await proxy.start()
-        await store.ping()
-        assert (await store.claim(key, "b", 60)).status is ClaimStatus.BUSY
-    finally:
-        await store.close()
+    await assert_recovers_after_link_cut(store, proxy, a_delivery())
 
 
 async def test_a_server_that_does_not_answer_times_out(proxy: TcpProxy, postgres_url: str) -> None:

@@ -13,11 +13,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency.base import ClaimStatus, DeliveryKey
+from connector.idempotency.base import DeliveryKey
 from connector.idempotency.redis import RedisStore
 from connector.models import Outcome, Platform
 from tests.idempotency.conftest import REDIS_PREFIX, delete_redis_keys
-from tests.idempotency.proxy import TcpProxy, unused_port
+from tests.idempotency.proxy import TcpProxy, assert_recovers_after_link_cut, unused_port
 
 PASSWORD = "s3cret-redis-pw"
 
@@ -71,22 +71,7 @@ async def test_open_without_a_server_fails_clearly() -> None:
 
 async def test_store_answers_again_once_the_link_is_restored(proxy: TcpProxy, prefix: str) -> None:
     store = RedisStore(f"redis://127.0.0.1:{proxy.port}/0", prefix=prefix, timeout_s=1)
-    try:
-        await store.open()
-        key = a_delivery()
-        assert (await store.claim(key, "a", 60)).status is ClaimStatus.PROCEED
-
-        await proxy.cut()
-        with pytest.raises(StoreUnavailableError):
-            await store.ping()
-        with pytest.raises(StoreUnavailableError):
-            await store.claim(key, "a", 60)
-
-        await proxy.start()
-        await store.ping()
-        assert (await store.claim(key, "b", 60)).status is ClaimStatus.BUSY
-    finally:
-        await store.close()
+    await assert_recovers_after_link_cut(store, proxy, a_delivery())
 
 
 async def test_a_server_that_does_not_answer_times_out(proxy: TcpProxy) -> None:
