@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.kafka import Topics
 from tests.support.servers import Received, RecordingServer
 
 
@@ -21,9 +22,14 @@ async def endpoint() -> AsyncIterator[RecordingServer]:
         await server.stop()
 
 
-def platform_env(server: RecordingServer, store_path: Path) -> dict[str, str]:
-    """VU Custom and Ventmere pointed at the recording endpoint; the others disabled."""
+def pipeline_env(
+    topics: Topics, group: str, server: RecordingServer, bootstrap: str, store_path: Path
+) -> dict[str, str]:
+    """Fresh topics and group on the test broker; VU Custom and Ventmere pointed at the recording
+    endpoint, the other platforms disabled; a SQLite store."""
     return {
+        **topics.env(group),
+        "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
         "ORDER_SYNC_PLATFORMS__VUCUSTOM__BASE_URL": server.url("/vu"),
         "ORDER_SYNC_PLATFORMS__VUCUSTOM__API_KEY": "key",
         "ORDER_SYNC_PLATFORMS__VUCUSTOM__API_SECRET": "secret-value",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from connector.broker import EmbeddedBroker
-from tests.pipeline.conftest import platform_env, versions_by_order
+from tests.pipeline.conftest import pipeline_env, versions_by_order
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, produce, produce_events, wait_committed
 from tests.support.process import ConnectorProcess
@@ -28,9 +28,7 @@ async def test_every_change_is_applied_once_in_version_order(
     events = [make_event(f"ord-{n}", version) for version in (1, 2, 3) for n in range(200)]
     connector = connectors(
         {
-            **topics.env("e2e"),
-            **platform_env(endpoint, tmp_path / "store.db"),
-            "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            **pipeline_env(topics, "e2e", endpoint, bootstrap, tmp_path / "store.db"),
         }
     )
     await connector.wait_ready()
@@ -66,9 +64,7 @@ async def test_deliveries_run_concurrently(
     bootstrap = broker.bootstrap_servers
     connector = connectors(
         {
-            **topics.env("conc"),
-            **platform_env(endpoint, tmp_path / "store.db"),
-            "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            **pipeline_env(topics, "conc", endpoint, bootstrap, tmp_path / "store.db"),
         }
     )
     await connector.wait_ready()
@@ -112,9 +108,7 @@ async def test_dlq_receives_bad_messages_and_the_stream_goes_on(
     )
     connector = connectors(
         {
-            **topics.env("dlq"),
-            **platform_env(endpoint, tmp_path / "store.db"),
-            "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            **pipeline_env(topics, "dlq", endpoint, bootstrap, tmp_path / "store.db"),
         }
     )
     async with TopicReader(bootstrap, topics.success, topics.dlq) as reader:

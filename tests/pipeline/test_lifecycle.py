@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from connector.broker import EmbeddedBroker
-from tests.pipeline.conftest import platform_env, versions_by_order
+from tests.pipeline.conftest import pipeline_env, versions_by_order
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, produce_events
 from tests.support.process import ConnectorProcess
@@ -28,9 +28,7 @@ async def test_backpressure_bounds_inflight_events_and_pauses_fetching(
     bootstrap = broker.bootstrap_servers
     connector = connectors(
         {
-            **topics.env("bp"),
-            **platform_env(endpoint, tmp_path / "store.db"),
-            "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            **pipeline_env(topics, "bp", endpoint, bootstrap, tmp_path / "store.db"),
             "ORDER_SYNC_MAX_INFLIGHT_EVENTS": "50",
             "ORDER_SYNC_PLATFORMS__VUCUSTOM__TIMEOUT_S": "120",
             "ORDER_SYNC_PLATFORMS__VENTMERE__TIMEOUT_S": "120",
@@ -64,9 +62,7 @@ async def test_sigterm_exits_zero_and_a_restart_finishes_the_rest(
     endpoint.delay_s = 0.02
     bootstrap = broker.bootstrap_servers
     env = {
-        **topics.env("restart"),
-        **platform_env(endpoint, tmp_path / "store.db"),
-        "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        **pipeline_env(topics, "restart", endpoint, bootstrap, tmp_path / "store.db"),
         "ORDER_SYNC_MAX_INFLIGHT_EVENTS": "40",
     }
     events = [make_event(f"ord-{n % 150}", 1 + n // 150) for n in range(600)]
@@ -102,9 +98,7 @@ async def test_two_members_share_the_work_and_survive_one_stopping(
     endpoint.delay_s = 0.01
     bootstrap = broker.bootstrap_servers
     env = {
-        **topics.env("pair"),
-        **platform_env(endpoint, tmp_path / "store.db"),
-        "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        **pipeline_env(topics, "pair", endpoint, bootstrap, tmp_path / "store.db"),
         "ORDER_SYNC_MAX_INFLIGHT_EVENTS": "20",
     }
     one, two = connectors(env), connectors(env)
