@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
+from connector import eventloop
 from connector.config import load_settings
 from connector.kafka import consumer_options, producer_options
 
@@ -61,7 +62,8 @@ async def echo(ready: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ready", type=Path, required=True)
-    asyncio.run(echo(parser.parse_args().ready))
+    # The same event loop as `order-sync run` with the same settings: only the work differs.
+    eventloop.run(echo(parser.parse_args().ready), load_settings().event_loop)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import orjson
 from yarl import URL
 
 from bench.events import bench_events
+from connector import eventloop
 from connector.codec import decode_event
 from connector.config import load_settings
 from connector.models import Platform
@@ -86,7 +87,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    asyncio.run(raw_puts(args.events, args.seed, args.out))
+    # The same event loop as `order-sync run` with the same settings: only the work differs.
+    eventloop.run(raw_puts(args.events, args.seed, args.out), load_settings().event_loop)
 
 
 if __name__ == "__main__":

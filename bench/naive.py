@@ -22,6 +22,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from connector import eventloop
 from connector.codec import decode_event
 from connector.config import load_settings
 from connector.errors import InvalidEventError, UnmappableError
@@ -104,7 +105,8 @@ def main() -> None:
     parser.add_argument("--max-events", type=int, default=10**9)
     parser.add_argument("--max-seconds", type=float, default=float("inf"))
     args = parser.parse_args()
-    asyncio.run(naive_loop(args.out, args.max_events, args.max_seconds))
+    # The same event loop as `order-sync run` with the same settings: only the work differs.
+    eventloop.run(naive_loop(args.out, args.max_events, args.max_seconds), load_settings().event_loop)
 
 
 if __name__ == "__main__":

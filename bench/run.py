@@ -52,14 +52,10 @@ HERE = Path(__file__).parent
 START_MARK = "<!-- bench:results:start -->"
 END_MARK = "<!-- bench:results:end -->"
 SYSTEMS = ("order-sync", "naive", "limit")
-#: Not in the default run: `order-sync run` on uvloop's event loop (needs `pip install uvloop`).
-UVLOOP = "order-sync-uvloop"
+#: Not in the default run: `order-sync run` on asyncio's own event loop (ORDER_SYNC_EVENT_LOOP=asyncio).
+ASYNCIO = "order-sync-asyncio"
 #: The paced scenario's floor: bench.echo, consume and publish with the connector's client options.
 FLOOR = "kafka floor"
-_UVLOOP_MAIN = (
-    "import asyncio, sys, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
-    "sys.argv[0] = 'order-sync'; from connector.cli import main; main()"
-)
 SCENARIOS = ("throughput", "paced", "backlog")
 
 
@@ -118,10 +114,10 @@ class Bench:
                 f"{ENV_PREFIX}HTTP__PORT": str(http_port),
                 f"{ENV_PREFIX}HTTP__HOST": "127.0.0.1",
                 f"{ENV_PREFIX}IDEMPOTENCY__URL": f"sqlite:///{self.workdir / f'{label}.db'}",
+                **({f"{ENV_PREFIX}EVENT_LOOP": "asyncio"} if system == ASYNCIO else {}),
             }
         )
-        argv = [str(BIN / "python"), "-c", _UVLOOP_MAIN, "run"] if system == UVLOOP else [ORDER_SYNC, "run"]
-        return Child(argv, env, self.workdir / f"{label}.log"), http_port
+        return Child([ORDER_SYNC, "run"], env, self.workdir / f"{label}.log"), http_port
 
     def _budget(self, sims: Simulators) -> CpuBudget:
         pids = {"simulators": sims.child.pid, "bench": os.getpid()}
@@ -419,9 +415,9 @@ class Bench:
                             self.report(row)
                             if latency == args.paced_latency:
                                 peak_20 = row.events_per_s
-                        if UVLOOP in args.systems:
-                            self.say(f"{scenario}: order-sync on uvloop")
-                            row = await self.order_sync_throughput(sims, events, scenario, UVLOOP)
+                        if ASYNCIO in args.systems:
+                            self.say(f"{scenario}: order-sync on asyncio's loop")
+                            row = await self.order_sync_throughput(sims, events, scenario, ASYNCIO)
                             self.rows.append(row)
                             self.report(row)
                         if "naive" in args.systems:
@@ -592,6 +588,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def bench_main(args: argparse.Namespace) -> list[Row]:
     workdir = Path(tempfile.mkdtemp(prefix="order-sync-bench-"))
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     bench = Bench(args, workdir)
     try:
         await bench.run()

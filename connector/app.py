@@ -13,6 +13,7 @@ import uuid
 
 from aiokafka.errors import KafkaError
 
+from connector import eventloop
 from connector.config import Settings
 from connector.consumer import EventConsumer
 from connector.deliveries import DeliveryRunner
@@ -119,7 +120,11 @@ class Connector:
         log.info(
             "order-sync starting",
             extra={
-                "fields": {"platforms": ",".join(p.value for p in self.enabled), "http_port": self.http.port}
+                "fields": {
+                    "platforms": ",".join(p.value for p in self.enabled),
+                    "http_port": self.http.port,
+                    "event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
+                }
             },
         )
         background: list[asyncio.Task[None]] = []
@@ -184,4 +189,4 @@ def tune_gc() -> None:
 def run_connector(settings: Settings) -> int:
     configure_logging(settings.log_level, Redactor(secrets_of(settings)))
     tune_gc()
-    return asyncio.run(serve(settings))
+    return eventloop.run(serve(settings), settings.event_loop)

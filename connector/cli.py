@@ -103,17 +103,16 @@ def validate(file: Path, config_file: Path | None) -> None:
 )
 def demo(events: int, chaos: bool, bootstrap_servers: str | None, summary_json: Path | None) -> None:
     """Broker, simulators, connector and sample events in one process, with live progress."""
-    import asyncio
-
     from rich.console import Console
 
+    from connector import eventloop
     from connector.demo import run_demo
 
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)
     sys.exit(
-        asyncio.run(
+        eventloop.run(
             run_demo(events, chaos, console, bootstrap_servers=bootstrap_servers, summary_json=summary_json)
         )
     )

@@ -257,6 +257,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of the JSON logs on stderr."
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="Event loop of `order-sync run`: uvloop (cheaper per event) or asyncio's own.",
+    )
 
     @model_validator(mode="after")
     def _enabled_platforms_are_complete(self) -> Settings:

@@ -224,10 +224,9 @@ class EventConsumer:
         consumed_at: float,
     ) -> None:
         try:
-            store = self._guard.store
             try:
                 await identity.wait_turn()
-                known = await self._guard.call(store.check_event, event.event_id, fingerprint(event))
+                known = await self._runner.check_event(event.event_id, fingerprint(event))
             finally:
                 identity.finish()
             if not known:

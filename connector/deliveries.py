@@ -23,10 +23,10 @@ from connector.models import (
     Outcome,
     Platform,
     ResultError,
-    to_rfc3339,
-    utc_now,
+    utc_now_rfc3339,
 )
 from connector.publisher import Publisher
+from connector.storebatch import StoreBatcher
 from connector.storeguard import StoreGuard
 
 log = logging.getLogger(__name__)
@@ -51,16 +51,20 @@ class DeliveryRunner:
         self._dispatchers = dispatchers
         self._guard = guard
         self._store = guard.store
+        self._batch = StoreBatcher(guard.store, owner, claim_lease_s)
         self._publisher = publisher
         self._metrics = metrics
         self._owner = owner
-        self._lease = claim_lease_s
         self._claiming = asyncio.Semaphore(CONCURRENT_CLAIMS)
+        # Metric children by label values: a `labels()` lookup costs more than the increment.
+        self._inflight = {p: metrics.inflight_deliveries.labels(p.value) for p in dispatchers}
+        self._delivered = {
+            (p, o): metrics.deliveries.labels(p.value, o.value) for p in dispatchers for o in Outcome
+        }
 
     async def run(self, event: OrderChangedEvent, platform: Platform) -> None:
         order = event.order
         key = DeliveryKey(event.event_id, platform, order.order_number, order.version)
-        context = {"event_id": event.event_id, "order_number": order.order_number, "platform": platform.value}
         claim = await self._claim(key)
         busy_delay = 0.05
         while claim.status is ClaimStatus.BUSY:
@@ -71,7 +75,14 @@ class DeliveryRunner:
 
         if claim.status is ClaimStatus.DUPLICATE:
             self._metrics.idempotency_hits.labels(platform.value, "duplicate").inc()
-            log.debug("already reported; skipped", extra=context)
+            log.debug(
+                "already reported; skipped",
+                extra={
+                    "event_id": event.event_id,
+                    "order_number": order.order_number,
+                    "platform": platform.value,
+                },
+            )
             return
         if claim.status is ClaimStatus.UNREPORTED and claim.result is not None:
             stored = OrderSyncResult.model_validate(orjson.loads(claim.result))
@@ -79,16 +90,20 @@ class DeliveryRunner:
             return
 
         # In flight from here until reported: a hard kill anywhere in between may repeat the request.
-        gauge = self._metrics.inflight_deliveries.labels(platform.value)
+        gauge = self._inflight[platform]
         gauge.inc()
         try:
             await self._run_claimed(event, platform, key, claim.status)
         finally:
             gauge.dec()
 
+    async def check_event(self, event_id: str, fingerprint: str) -> bool:
+        """Remember the event's content on first sight; False when the id came with other content."""
+        return await self._guard.call(self._batch.check_event, event_id, fingerprint)
+
     async def _claim(self, key: DeliveryKey) -> Claim:
         async with self._claiming:
-            return await self._guard.call(self._store.claim, key, self._owner, self._lease)
+            return await self._guard.call(self._batch.claim, key)
 
     async def _run_claimed(
         self, event: OrderChangedEvent, platform: Platform, key: DeliveryKey, status: ClaimStatus
@@ -100,7 +115,8 @@ class DeliveryRunner:
             report = DeliveryReport(Outcome.SKIPPED_STALE, None, 0, None)
         else:
             report = await self._attempt(event, platform, key)
-        result = OrderSyncResult(
+        # Built from known-good values: pydantic's validation would only re-check them.
+        result = OrderSyncResult.model_construct(
             result_id=OrderSyncResult.result_id_for(event.event_id, platform),
             event_id=event.event_id,
             order_number=order.order_number,
@@ -111,10 +127,10 @@ class DeliveryRunner:
             attempts=report.attempts,
             duration_ms=round((time.monotonic() - started) * 1000, 1),
             error=report.error,
-            completed_at=to_rfc3339(utc_now()),
+            completed_at=utc_now_rfc3339(),
         )
         encoded = encode_result(result)
-        await self._guard.call(self._store.record_outcome, key, report.outcome, encoded)
+        await self._guard.call(self._batch.record_outcome, key, report.outcome, encoded)
         await self._publish(key, result, encoded)
 
     async def _attempt(
@@ -152,8 +168,14 @@ class DeliveryRunner:
 
     async def _publish(self, key: DeliveryKey, result: OrderSyncResult, encoded: bytes) -> None:
         await self._publisher.publish_result(result, encoded)
-        await self._guard.call(self._store.mark_reported, [key])
-        self._metrics.deliveries.labels(result.platform.value, result.outcome.value).inc()
+        await self._guard.call(self._batch.mark_reported, key)
+        counter = self._delivered.get((result.platform, result.outcome))
+        if counter is None:
+            counter = self._metrics.deliveries.labels(result.platform.value, result.outcome.value)
+        counter.inc()
+        failed = not result.outcome.succeeded
+        if not (failed or log.isEnabledFor(logging.DEBUG)):
+            return
         context = {
             "event_id": result.event_id,
             "order_number": result.order_number,
@@ -162,7 +184,7 @@ class DeliveryRunner:
             "status_code": result.status_code,
             "attempts": result.attempts,
         }
-        if result.outcome.succeeded:
+        if not failed:
             log.debug("delivered", extra=context)
         else:
             reason = result.error.message if result.error else result.outcome.value

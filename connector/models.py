@@ -70,6 +70,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def utc_now_rfc3339() -> str:
+    """`to_rfc3339(utc_now())`, at a quarter of the cost (once per result)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
 _Text = Annotated[str, StringConstraints(max_length=4096)]
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Money = Annotated[str, StringConstraints(pattern=r"^-?\d{1,15}(\.\d{1,6})?$")]

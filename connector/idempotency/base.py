@@ -28,6 +28,11 @@ Details every backend keeps alike (the contract tests in tests/idempotency check
 - `mark_reported` ignores keys the store does not hold, and counts as touching the record.
 - "Touched" means the last claim, outcome or report; an event record is touched when first seen.
 - All retries of a call by the same caller are safe: every method is idempotent for one owner.
+
+The batch methods (`check_events`, `claim_many`, `record_outcomes`, and `mark_reported`, which
+always took a list) answer as if their items ran one after another in list order. The defaults
+below call the single-item methods, concurrently when no two items touch the same record; a backend
+overrides them when one round trip, or one transaction, can do a whole batch (SQLite does).
 """
 
 from __future__ import annotations
@@ -35,13 +40,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from connector.errors import StoreUnavailableError
 from connector.models import Outcome, Platform
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,18 @@ class IdempotencyStore(ABC):
     @abstractmethod
     async def mark_reported(self, keys: list[DeliveryKey]) -> None: ...
 
+    async def check_events(self, items: Sequence[tuple[str, str]]) -> list[bool]:
+        """`check_event` for each `(event_id, fingerprint)`."""
+        return await _each(items, lambda item: (item[0],), lambda item: self.check_event(*item))
+
+    async def claim_many(self, keys: Sequence[DeliveryKey], owner: str, lease_s: float) -> list[Claim]:
+        """`claim` for each key."""
+        return await _each(keys, _records_of, lambda key: self.claim(key, owner, lease_s))
+
+    async def record_outcomes(self, items: Sequence[tuple[DeliveryKey, Outcome, bytes]]) -> None:
+        """`record_outcome` for each `(key, outcome, result)`."""
+        await _each(items, lambda item: _records_of(item[0]), lambda item: self.record_outcome(*item))
+
     @abstractmethod
     async def release(self, key: DeliveryKey, owner: str) -> None:
         """Drop this owner's claim if it has no outcome yet (work abandoned before the request finished)."""
@@ -116,6 +136,23 @@ class IdempotencyStore(ABC):
         platform and guard against stale replays). A backend that expires records by itself after its
         retention (Redis key TTLs) deletes nothing here and returns 0.
         """
+
+
+def _records_of(key: DeliveryKey) -> tuple[Hashable, ...]:
+    # A claim reads, and an outcome writes, the delivery's record and its order's applied version.
+    return ("delivery", key.event_id, key.platform), ("applied", key.order_number, key.platform)
+
+
+async def _each(
+    items: Sequence[T],
+    records: Callable[[T], tuple[Hashable, ...]],
+    call: Callable[[T], Awaitable[Any]],
+) -> list[Any]:
+    """Run `call` for every item: all at once when no two share a record, else one after another."""
+    touched = [record for item in items for record in records(item)]
+    if len(set(touched)) == len(touched):
+        return list(await asyncio.gather(*(call(item) for item in items)))
+    return [await call(item) for item in items]
 
 
 @contextlib.asynccontextmanager

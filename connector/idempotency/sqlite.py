@@ -27,7 +27,7 @@ import itertools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -173,53 +173,45 @@ class SqliteStore(IdempotencyStore):
         await self._run("ping", lambda db: db.execute("SELECT 1").fetchall())
 
     async def check_event(self, event_id: str, fingerprint: str) -> bool:
-        def check(db: sqlite3.Connection) -> bool:
-            db.execute(
+        return (await self.check_events([(event_id, fingerprint)]))[0]
+
+    async def check_events(self, items: Sequence[tuple[str, str]]) -> list[bool]:
+        def check(db: sqlite3.Connection) -> list[bool]:
+            now = time.time()
+            # In list order, the first fingerprint of an id is the one kept: as if one after another.
+            db.executemany(
                 "INSERT INTO events (event_id, fingerprint, seen_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (event_id) DO NOTHING",
-                (event_id, fingerprint, time.time()),
+                [(event_id, fingerprint, now) for event_id, fingerprint in items],
             )
-            row = db.execute("SELECT fingerprint FROM events WHERE event_id = ?", (event_id,)).fetchone()
-            return bool(row[0] == fingerprint)
+            stored = {
+                event_id: fingerprint
+                for event_id, fingerprint in _select_in(
+                    db, "SELECT event_id, fingerprint FROM events WHERE event_id IN", [i for i, _ in items]
+                )
+            }
+            return [stored.get(event_id) == fingerprint for event_id, fingerprint in items]
 
         return await self._run("check_event", check)
 
     async def claim(self, key: DeliveryKey, owner: str, lease_s: float) -> Claim:
-        def claim(db: sqlite3.Connection) -> Claim:
+        return (await self.claim_many([key], owner, lease_s))[0]
+
+    async def claim_many(self, keys: Sequence[DeliveryKey], owner: str, lease_s: float) -> list[Claim]:
+        def claim(db: sqlite3.Connection) -> list[Claim]:
             now = time.time()
-            row = db.execute(
-                "SELECT state, owner, claimed_at, result FROM deliveries WHERE event_id = ? AND platform = ?",
-                (key.event_id, key.platform.value),
-            ).fetchone()
-            if row is not None:
-                state, holder, claimed_at, result = row
-                if state == DeliveryState.REPORTED:
-                    return Claim(ClaimStatus.DUPLICATE)
-                if state == DeliveryState.DONE:
-                    return Claim(ClaimStatus.UNREPORTED, result=None if result is None else bytes(result))
-                if holder != owner and now - claimed_at < lease_s:
-                    return Claim(ClaimStatus.BUSY)
-            db.execute(
-                "INSERT INTO deliveries (event_id, platform, state, owner, claimed_at, touched_at) "
-                "VALUES (?, ?, 'claimed', ?, ?, ?) "
-                "ON CONFLICT (event_id, platform) DO UPDATE SET "
-                "owner = excluded.owner, claimed_at = excluded.claimed_at, touched_at = excluded.touched_at",
-                (key.event_id, key.platform.value, owner, now, now),
-            )
-            applied = db.execute(
-                "SELECT version FROM applied_versions WHERE order_number = ? AND platform = ?",
-                (key.order_number, key.platform.value),
-            ).fetchone()
-            if applied is not None and key.version <= int(applied[0]):
-                return Claim(ClaimStatus.STALE, applied_version=int(applied[0]))
-            return Claim(ClaimStatus.PROCEED)
+            return [_claim(db, key, owner, lease_s, now) for key in keys]
 
         return await self._run("claim", claim)
 
     async def record_outcome(self, key: DeliveryKey, outcome: Outcome, result: bytes) -> None:
+        await self.record_outcomes([(key, outcome, result)])
+
+    async def record_outcomes(self, items: Sequence[tuple[DeliveryKey, Outcome, bytes]]) -> None:
         def record(db: sqlite3.Connection) -> None:
             now = time.time()
-            db.execute(
+            # Each statement runs for the items in list order; the two tables do not read each other.
+            db.executemany(
                 "INSERT INTO deliveries "
                 "(event_id, platform, state, owner, claimed_at, outcome, result, touched_at) "
                 "VALUES (?, ?, 'done', NULL, ?, ?, ?, ?) "
@@ -227,15 +219,21 @@ class SqliteStore(IdempotencyStore):
                 "state = CASE WHEN state = 'reported' THEN 'reported' ELSE 'done' END, "
                 "result = CASE WHEN state = 'reported' THEN NULL ELSE excluded.result END, "
                 "outcome = excluded.outcome, touched_at = excluded.touched_at",
-                (key.event_id, key.platform.value, now, outcome.value, result, now),
+                [
+                    (key.event_id, key.platform.value, now, outcome.value, result, now)
+                    for key, outcome, result in items
+                ],
             )
-            if outcome is Outcome.APPLIED:
-                db.execute(
-                    "INSERT INTO applied_versions (order_number, platform, version) VALUES (?, ?, ?) "
-                    "ON CONFLICT (order_number, platform) DO UPDATE SET version = excluded.version "
-                    "WHERE excluded.version > version",
-                    (key.order_number, key.platform.value, key.version),
-                )
+            db.executemany(
+                "INSERT INTO applied_versions (order_number, platform, version) VALUES (?, ?, ?) "
+                "ON CONFLICT (order_number, platform) DO UPDATE SET version = excluded.version "
+                "WHERE excluded.version > version",
+                [
+                    (key.order_number, key.platform.value, key.version)
+                    for key, outcome, _ in items
+                    if outcome is Outcome.APPLIED
+                ],
+            )
 
         await self._run("record_outcome", record)
 
@@ -356,6 +354,49 @@ class SqliteStore(IdempotencyStore):
                     pending.future.set_result(value)
                 else:
                     pending.future.set_exception(value)
+
+
+def _claim(db: sqlite3.Connection, key: DeliveryKey, owner: str, lease_s: float, now: float) -> Claim:
+    row = db.execute(
+        "SELECT state, owner, claimed_at, result FROM deliveries WHERE event_id = ? AND platform = ?",
+        (key.event_id, key.platform.value),
+    ).fetchone()
+    if row is not None:
+        state, holder, claimed_at, result = row
+        if state == DeliveryState.REPORTED:
+            return Claim(ClaimStatus.DUPLICATE)
+        if state == DeliveryState.DONE:
+            return Claim(ClaimStatus.UNREPORTED, result=None if result is None else bytes(result))
+        if holder != owner and now - claimed_at < lease_s:
+            return Claim(ClaimStatus.BUSY)
+    db.execute(
+        "INSERT INTO deliveries (event_id, platform, state, owner, claimed_at, touched_at) "
+        "VALUES (?, ?, 'claimed', ?, ?, ?) "
+        "ON CONFLICT (event_id, platform) DO UPDATE SET "
+        "owner = excluded.owner, claimed_at = excluded.claimed_at, touched_at = excluded.touched_at",
+        (key.event_id, key.platform.value, owner, now, now),
+    )
+    applied = db.execute(
+        "SELECT version FROM applied_versions WHERE order_number = ? AND platform = ?",
+        (key.order_number, key.platform.value),
+    ).fetchone()
+    if applied is not None and key.version <= int(applied[0]):
+        return Claim(ClaimStatus.STALE, applied_version=int(applied[0]))
+    return Claim(ClaimStatus.PROCEED)
+
+
+#: Host parameters in one `IN (...)` list; SQLite allows 32 766 since 3.32, 999 before.
+_IN_CHUNK = 500
+
+
+def _select_in(db: sqlite3.Connection, query: str, values: Sequence[str]) -> list[Any]:
+    """`query (?, ?, ...)` over `values` (deduplicated), in chunks; all rows."""
+    distinct = list(dict.fromkeys(values))
+    rows: list[Any] = []
+    for start in range(0, len(distinct), _IN_CHUNK):
+        chunk = distinct[start : start + _IN_CHUNK]
+        rows.extend(db.execute(f"{query} ({','.join('?' * len(chunk))})", chunk).fetchall())
+    return rows
 
 
 def _run_batch(db: sqlite3.Connection, batch: list[_Pending]) -> list[tuple[bool, Any]]:

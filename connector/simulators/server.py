@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from connector import eventloop
 from connector.config import ENV_PREFIX, PlatformSettings, PlatformsSettings
 from connector.models import Platform
 from connector.simulators.base import PlatformSimulator
@@ -213,7 +214,7 @@ def run_simulate(
         )
 
     try:
-        asyncio.run(main())
+        eventloop.run(main())
     except OSError as exc:
         print(f"order-sync simulate: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1

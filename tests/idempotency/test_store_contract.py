@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from connector.idempotency.base import Claim, ClaimStatus, DeliveryKey, IdempotencyStore
+from connector.idempotency.memory import MemoryStore
 from connector.models import Outcome, Platform
 from tests.idempotency.conftest import Backend
 
@@ -329,6 +330,60 @@ async def test_concurrent_first_sightings_agree_on_one_fingerprint(
     )
 
     assert all(sorted(pair) == [False, True] for pair in answers)
+
+
+# --- batch calls ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_batch_calls_answer_as_single_calls_one_after_another(
+    store: IdempotencyStore, seed: int
+) -> None:
+    """Random batches (repeated items, shared orders, two owners) against the memory store's single
+    calls made one after another: every answer, and the state they leave, must agree."""
+    rng = random.Random(seed)
+    reference = MemoryStore()
+    await reference.open()
+    orders = [an_order() for _ in range(3)]
+    events = {f"evt-{uuid.uuid4()}": (rng.choice(orders), rng.randint(1, 4)) for _ in range(8)}
+    platforms = [Platform.VUCUSTOM, Platform.VENTMERE]
+
+    def some_keys(n: int) -> list[DeliveryKey]:
+        picked = [rng.choice(list(events)) for _ in range(n)]
+        return [DeliveryKey(e, rng.choice(platforms), *events[e]) for e in picked]
+
+    for round_ in range(5):
+        checks = [(rng.choice(list(events)), rng.choice(["fp-a", "fp-b"])) for _ in range(10)]
+        expected_checks = [await reference.check_event(*item) for item in checks]
+        assert await store.check_events(checks) == expected_checks, f"round {round_}: check_events"
+
+        owner = rng.choice(["owner-a", "owner-b"])
+        keys = some_keys(10)
+        expected_claims = [await reference.claim(key, owner, LONG_LEASE) for key in keys]
+        assert await store.claim_many(keys, owner, LONG_LEASE) == expected_claims, f"round {round_}: claims"
+
+        outcomes = [
+            (key, rng.choice(list(Outcome)), f"result-{round_}-{n}".encode())
+            for n, key in enumerate(some_keys(8))
+        ]
+        for item in outcomes:
+            await reference.record_outcome(*item)
+        await store.record_outcomes(outcomes)
+
+        reported = some_keys(4)
+        await reference.mark_reported(reported)
+        await store.mark_reported(reported)
+
+    # The state both are left in, seen through claims by an owner of its own.
+    every_key = [DeliveryKey(e, p, *events[e]) for e in events for p in platforms]
+    seen = [await reference.claim(key, "observer", LONG_LEASE) for key in every_key]
+    assert await store.claim_many(every_key, "observer", LONG_LEASE) == seen
+
+
+async def test_empty_batches_answer_nothing(store: IdempotencyStore) -> None:
+    assert await store.check_events([]) == []
+    assert await store.claim_many([], "owner", LONG_LEASE) == []
+    await store.record_outcomes([])
 
 
 # --- races between replicas ----------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""Store calls of one kind, made at about the same time, coalesced into one batch call.
+
+Every delivery makes three store calls (claim, outcome, reported) and every event one more (its
+fingerprint check). Made one by one, each costs a backend operation of its own: a transaction on
+SQLite, a command on Redis, a statement on PostgreSQL. Here the calls of one kind that arrive while
+the previous batch of that kind is at the store wait for it and then go together, as one
+`claim_many`, `record_outcomes`, `mark_reported` or `check_events`: under load a batch holds tens
+of calls, and when idle a call goes alone at once (no timer, no added wait).
+
+A batch that fails fails each of its callers with the error (each caller's `StoreGuard` retries on
+its own), and a caller that stops waiting leaves the others' answers alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from connector.errors import StoreUnavailableError
+from connector.idempotency import Claim, DeliveryKey, IdempotencyStore
+from connector.models import Outcome
+
+Item = TypeVar("Item")
+Answer = TypeVar("Answer")
+
+#: Calls in one batch at most (one SQLite transaction holds several batches).
+MAX_BATCH = 128
+
+
+class Coalescer(Generic[Item, Answer]):
+    """`submit(item)` answers with `call(batch)[i]` for the batch the item went in."""
+
+    def __init__(
+        self, call: Callable[[list[Item]], Awaitable[Sequence[Answer]]], max_batch: int = MAX_BATCH
+    ) -> None:
+        self._call = call
+        self._max_batch = max_batch
+        self._waiting: list[tuple[Item, asyncio.Future[Answer]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Item) -> Answer:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Answer] = loop.create_future()
+        self._waiting.append((item, future))
+        if self._sender is None:
+            self._sender = loop.create_task(self._send())
+        return await future
+
+    async def _send(self) -> None:
+        batch: list[tuple[Item, asyncio.Future[Answer]]] = []
+        try:
+            while self._waiting:
+                batch = [(item, f) for item, f in self._waiting[: self._max_batch] if not f.done()]
+                del self._waiting[: self._max_batch]
+                if not batch:
+                    continue
+                try:
+                    answers = await self._call([item for item, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(_for_one_caller(exc))
+                    continue
+                for (_, future), answer in zip(batch, answers, strict=True):
+                    if not future.done():
+                        future.set_result(answer)
+                batch = []
+        except BaseException:
+            # Cancelled (the loop is shutting down): nobody is left to send for the waiting callers.
+            for _, future in [*batch, *self._waiting]:
+                future.cancel()
+            self._waiting.clear()
+            raise
+        finally:
+            self._sender = None
+
+
+def _for_one_caller(exc: Exception) -> Exception:
+    # One exception object raised in many tasks would collect all their tracebacks.
+    if isinstance(exc, StoreUnavailableError):
+        return StoreUnavailableError(str(exc))
+    return exc
+
+
+class StoreBatcher:
+    """The store calls of the delivery path, each kind coalesced; same answers as the store's own."""
+
+    def __init__(self, store: IdempotencyStore, owner: str, lease_s: float) -> None:
+        self.store = store
+        self._checks: Coalescer[tuple[str, str], bool] = Coalescer(store.check_events)
+        self._claims: Coalescer[DeliveryKey, Claim] = Coalescer(
+            lambda keys: store.claim_many(keys, owner, lease_s)
+        )
+        self._outcomes: Coalescer[tuple[DeliveryKey, Outcome, bytes], None] = Coalescer(self._record)
+        self._reports: Coalescer[DeliveryKey, None] = Coalescer(self._mark)
+
+    async def check_event(self, event_id: str, fingerprint: str) -> bool:
+        return await self._checks.submit((event_id, fingerprint))
+
+    async def claim(self, key: DeliveryKey) -> Claim:
+        return await self._claims.submit(key)
+
+    async def record_outcome(self, key: DeliveryKey, outcome: Outcome, result: bytes) -> None:
+        await self._outcomes.submit((key, outcome, result))
+
+    async def mark_reported(self, key: DeliveryKey) -> None:
+        await self._reports.submit(key)
+
+    async def _record(self, items: list[tuple[DeliveryKey, Outcome, bytes]]) -> list[None]:
+        await self.store.record_outcomes(items)
+        return [None] * len(items)
+
+    async def _mark(self, keys: list[DeliveryKey]) -> list[None]:
+        await self.store.mark_reported(keys)
+        return [None] * len(keys)
