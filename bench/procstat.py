@@ -100,6 +100,29 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / _TICKS
 
 
+@dataclass
+class SamplerGroup:
+    """Several processes measured as one system: CPU summed, peak RSS the largest one's."""
+
+    members: list[ProcessSampler]
+
+    def start(self) -> SamplerGroup:
+        for member in self.members:
+            member.start()
+        return self
+
+    async def stop(self) -> None:
+        for member in self.members:
+            await member.stop()
+
+    def cpu_at(self, moment: float) -> float:
+        return sum(member.cpu_at(moment) for member in self.members)
+
+    @property
+    def peak_rss_mib(self) -> float:
+        return max((member.peak_rss_mib for member in self.members), default=0.0)
+
+
 class CpuBudget:
     """Where the machine's CPU went during a run: each named process, and the machine as a whole.
 
@@ -144,9 +167,9 @@ class CpuBudget:
                 return v0 + (v1 - v0) * ((moment - t0) / (t1 - t0) if t1 > t0 else 1.0)
         return points[-1][1]
 
-    def cores(self, start: float, end: float, **measured: ProcessSampler) -> dict[str, float]:
+    def cores(self, start: float, end: float, **measured: ProcessSampler | SamplerGroup) -> dict[str, float]:
         span = max(end - start, 1e-9)
-        samplers = {**measured, **self._samplers}
+        samplers: dict[str, ProcessSampler | SamplerGroup] = {**measured, **self._samplers}
         used = {name: (s.cpu_at(end) - s.cpu_at(start)) / span for name, s in samplers.items()}
         machine = (self._machine_at(end) - self._machine_at(start)) / span
         used["other"] = max(0.0, machine - sum(used.values()))

@@ -43,7 +43,7 @@ from bench.infra import (
     wait_for_file,
     wait_ready,
 )
-from bench.procstat import CpuBudget, ProcessSampler
+from bench.procstat import CpuBudget, ProcessSampler, SamplerGroup
 from bench.profile import start_py_spy, stop_py_spy, summarize
 from connector.broker import free_port
 from connector.config import ENV_PREFIX
@@ -54,6 +54,9 @@ END_MARK = "<!-- bench:results:end -->"
 SYSTEMS = ("order-sync", "naive", "limit")
 #: Not in the default run: `order-sync run` on asyncio's own event loop (ORDER_SYNC_EVENT_LOOP=asyncio).
 ASYNCIO = "order-sync-asyncio"
+#: Not in the default run: two `order-sync run` replicas in one consumer group, sharing one SQLite
+#: file (scale-out on one machine; CPU summed, peak RSS of the larger one).
+REPLICAS = "order-sync-x2"
 #: The paced scenario's floor: bench.echo, consume and publish with the connector's client options.
 FLOOR = "kafka floor"
 SCENARIOS = ("throughput", "paced", "backlog")
@@ -103,7 +106,7 @@ class Bench:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
     def _connector(
-        self, sims: Simulators, topics: Topics, label: str, system: str = "order-sync"
+        self, sims: Simulators, topics: Topics, label: str, system: str = "order-sync", replica: int = 0
     ) -> tuple[Child, int]:
         http_port = free_port()
         env = child_env(
@@ -117,7 +120,7 @@ class Bench:
                 **({f"{ENV_PREFIX}EVENT_LOOP": "asyncio"} if system == ASYNCIO else {}),
             }
         )
-        return Child([ORDER_SYNC, "run"], env, self.workdir / f"{label}.log"), http_port
+        return Child([ORDER_SYNC, "run"], env, self.workdir / f"{label}-{replica}.log"), http_port
 
     def _budget(self, sims: Simulators) -> CpuBudget:
         pids = {"simulators": sims.child.pid, "bench": os.getpid()}
@@ -142,8 +145,12 @@ class Bench:
         label = f"{system}-{next(self._runs)}"
         topics = await Topics.create(self.broker.bootstrap_servers, label)
         produced = await produce_all(self.broker.bootstrap_servers, topics.input, events)
-        child, _ = self._connector(sims, topics, label, system)
-        sampler = ProcessSampler(child.pid).start()
+        children = [
+            self._connector(sims, topics, label, system, replica)[0]
+            for replica in range(2 if system == REPLICAS else 1)
+        ]
+        child = children[0]
+        sampler = SamplerGroup([ProcessSampler(c.pid) for c in children]).start()
         budget = self._budget(sims)
         spy = start_py_spy(child.pid, self.args.profile / f"{label}.txt") if self.args.profile else None
         expected = len(events) * PLATFORM_COUNT
@@ -155,7 +162,8 @@ class Bench:
             await asyncio.to_thread(stop_py_spy, spy)
             await budget.stop()
             await sampler.stop()
-            await child.stop()
+            for each in children:
+                await each.stop()
         if spy is not None:
             profile = self.args.profile / f"{label}.txt"
             self.say(f"  profile {profile}:\n{summarize(profile)}")
@@ -415,11 +423,12 @@ class Bench:
                             self.report(row)
                             if latency == args.paced_latency:
                                 peak_20 = row.events_per_s
-                        if ASYNCIO in args.systems:
-                            self.say(f"{scenario}: order-sync on asyncio's loop")
-                            row = await self.order_sync_throughput(sims, events, scenario, ASYNCIO)
-                            self.rows.append(row)
-                            self.report(row)
+                        for variant, what in ((ASYNCIO, "on asyncio's loop"), (REPLICAS, "two replicas")):
+                            if variant in args.systems:
+                                self.say(f"{scenario}: order-sync {what}")
+                                row = await self.order_sync_throughput(sims, events, scenario, variant)
+                                self.rows.append(row)
+                                self.report(row)
                         if "naive" in args.systems:
                             naive_events = bench_events(args.events, next(self._seeds))
                             self.say(f"{scenario}: naive loop (at most {args.naive_seconds:g} s)")
