@@ -201,6 +201,16 @@ async def test_concurrent_operations_share_transactions_and_each_gets_its_sequen
 POISON_ORDER = "ord-poison"
 
 
+def poison_applied_versions(path: Path, action: str) -> None:
+    """From another connection: a trigger that fails, with RAISE(`action`), every applied version
+    written for POISON_ORDER."""
+    with plain_connection(path) as connection:
+        connection.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON applied_versions "
+            f"WHEN NEW.order_number = '{POISON_ORDER}' BEGIN SELECT RAISE({action}, 'poisoned order'); END"
+        )
+
+
 async def test_an_operation_failing_inside_a_batch_fails_only_its_caller(
     path: Path, monkeypatch: pytest.MonkeyPatch, stores: list[SqliteStore]
 ) -> None:
@@ -208,11 +218,7 @@ async def test_an_operation_failing_inside_a_batch_fails_only_its_caller(
     stores.append(store)
     # Another process adds a trigger that refuses one order's applied version: record_outcome of that
     # delivery fails at its second statement, after its first one (the delivery's row) succeeded.
-    with plain_connection(path) as connection:
-        connection.execute(
-            "CREATE TRIGGER poison BEFORE INSERT ON applied_versions "
-            f"WHEN NEW.order_number = '{POISON_ORDER}' BEGIN SELECT RAISE(ABORT, 'poisoned order'); END"
-        )
+    poison_applied_versions(path, "ABORT")
     good = [key_for(f"ord-{n}", 3) for n in range(20)]
     poisoned = key_for(POISON_ORDER, 3)
     keys = [*good[:10], poisoned, *good[10:]]
@@ -262,11 +268,7 @@ async def test_an_error_that_ends_the_transaction_fails_the_whole_batch_and_comm
     # RAISE(ROLLBACK) rolls back the whole transaction, savepoints included (as SQLITE_FULL or an
     # I/O error may): the operations before it in the batch are lost too, so their callers must
     # not be told they succeeded.
-    with plain_connection(path) as connection:
-        connection.execute(
-            "CREATE TRIGGER poison BEFORE INSERT ON applied_versions "
-            f"WHEN NEW.order_number = '{POISON_ORDER}' BEGIN SELECT RAISE(ROLLBACK, 'poisoned order'); END"
-        )
+    poison_applied_versions(path, "ROLLBACK")
     before, after = key_for("ord-before"), key_for("ord-after")
     poisoned = key_for(POISON_ORDER)
 
