@@ -15,7 +15,6 @@ from aiokafka.errors import KafkaError
 
 from connector import eventloop
 from connector.config import Settings
-from connector.consumer import EventConsumer
 from connector.deliveries import DeliveryRunner
 from connector.dispatcher import PlatformDispatcher
 from connector.errors import StoreUnavailableError
@@ -24,6 +23,7 @@ from connector.idempotency import IdempotencyStore, open_store
 from connector.idempotency.purge import run_purger
 from connector.logs import configure_logging
 from connector.metrics import Metrics
+from connector.pipeline.pipelines import Pipelines
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
 from connector.publisher import Publisher
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class Connector:
-    """One connector instance: store, adapters, publisher, consumer and the HTTP endpoints."""
+    """One connector instance: store, adapters, publisher, pipelines and the HTTP endpoints."""
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -48,7 +48,8 @@ class Connector:
         )
         self.guard = StoreGuard(self.store, self.metrics)
         self.transport = Transport()
-        self.enabled = settings.platforms.enabled()
+        # The platforms whose pipelines this process runs (all enabled ones unless PIPELINES says less).
+        self.enabled = settings.delivery_pipelines()
         self.dispatchers = {
             platform: PlatformDispatcher(
                 build_adapter(platform, settings.platforms.get(platform), self.transport, self.redactor),
@@ -66,7 +67,7 @@ class Connector:
             self.owner,
             settings.idempotency.claim_lease_s,
         )
-        self.consumer = EventConsumer(
+        self.pipelines = Pipelines(
             settings, self.runner, self.publisher, self.guard, self.enabled, self.metrics
         )
         self.http = HealthServer(self.metrics, self.readiness, settings.http.host, settings.http.port)
@@ -74,15 +75,15 @@ class Connector:
 
     def readiness(self) -> dict[str, bool]:
         return {
-            "joined_group": self.consumer.joined,
+            "joined_groups": self.pipelines.joined,
             "store": self.guard.up,
-            "not_shutting_down": not self.consumer.stopping,
+            "not_shutting_down": not self.pipelines.stopping,
         }
 
     def request_stop(self) -> None:
         log.info("shutdown requested")
         self._stop.set()
-        self.consumer.request_stop()
+        self.pipelines.request_stop()
 
     async def _open_store(self) -> None:
         delay = 0.5
@@ -121,7 +122,7 @@ class Connector:
             "order-sync starting",
             extra={
                 "fields": {
-                    "platforms": ",".join(p.value for p in self.enabled),
+                    "pipelines": ",".join(p.name for p in self.pipelines.all),
                     "http_port": self.http.port,
                     "event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
                 }
@@ -133,7 +134,7 @@ class Connector:
             await self._start_publisher()
             if self._stop.is_set():
                 return 0
-            await self.consumer.start()
+            await self.pipelines.start()
             background = [
                 asyncio.create_task(self._store_watch(), name="store-watch"),
                 asyncio.create_task(
@@ -147,7 +148,7 @@ class Connector:
                     name="purge",
                 ),
             ]
-            await self.consumer.run()
+            await self.pipelines.run()
             return 0
         finally:
             for task in background:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,13 +46,19 @@ def _fail_config(exc: ConfigError) -> None:
 
 @cli.command()
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def run(config_file: Path | None) -> None:
+@click.option(
+    "--pipelines",
+    help="Run only these pipelines, comma-separated: intake and/or platform names"
+    " (overrides ORDER_SYNC_PIPELINES; default: the intake and every enabled platform).",
+)
+def run(config_file: Path | None, pipelines: str | None) -> None:
     """Run the connector until SIGTERM/SIGINT."""
     from connector.app import run_connector
-    from connector.config import load_settings
+    from connector.config import ENV_PREFIX, load_settings
 
+    environ = None if pipelines is None else {**os.environ, f"{ENV_PREFIX}PIPELINES": pipelines}
     try:
-        settings = load_settings(config_file)
+        settings = load_settings(config_file, environ)
     except ConfigError as exc:
         _fail_config(exc)
         return

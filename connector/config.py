@@ -7,16 +7,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connector.errors import ConfigError
 from connector.models import Platform
 
 ENV_PREFIX = "ORDER_SYNC_"
+#: The pipeline that validates input and writes the DLQ; the others are named after their platform.
+INTAKE_PIPELINE = "intake"
 
 
 class _Section(BaseModel):
@@ -28,7 +38,8 @@ class KafkaSettings(_Section):
         default="localhost:9092", description="Kafka bootstrap servers, comma-separated."
     )
     group_id: str = Field(
-        default="order-sync", description="Consumer group; replicas with the same group share the partitions."
+        default="order-sync",
+        description="Base of the consumer groups: the intake is GROUP_ID, each platform GROUP_ID.{platform}.",
     )
     input_topic: str = Field(
         default="orders.changed", description='Topic of canonical "order changed" events.'
@@ -247,7 +258,13 @@ class Settings(BaseSettings):
     max_inflight_events: int = Field(
         default=1000,
         ge=1,
-        description="Events in flight across all partitions; beyond it, partitions are paused.",
+        description="Events in flight per pipeline (intake, each platform); beyond it, its partitions pause.",
+    )
+    # NoDecode: the environment gives a comma-separated list, not JSON.
+    pipelines: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Pipelines this process runs, comma-separated: intake and/or platform names;"
+        " empty runs the intake and every enabled platform.",
     )
     shutdown_timeout_s: float = Field(
         default=30,
@@ -261,6 +278,35 @@ class Settings(BaseSettings):
         default="uvloop",
         description="Event loop of `order-sync run`: uvloop (cheaper per event) or asyncio's own.",
     )
+
+    @field_validator("pipelines", mode="before")
+    @classmethod
+    def _split_pipelines(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip().lower() for name in value.split(",") if name.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _pipelines_are_known(self) -> Settings:
+        enabled = {p.value for p in self.platforms.enabled()}
+        for name in self.pipelines:
+            if name == INTAKE_PIPELINE:
+                continue
+            if name not in {p.value for p in Platform}:
+                raise ValueError(f"pipelines: unknown pipeline {name!r} (intake or a platform name)")
+            if name not in enabled:
+                raise ValueError(f"pipelines: {name} is not enabled")
+        return self
+
+    def runs_intake(self) -> bool:
+        return not self.pipelines or INTAKE_PIPELINE in self.pipelines
+
+    def delivery_pipelines(self) -> list[Platform]:
+        """The enabled platforms whose pipelines this process runs."""
+        enabled = self.platforms.enabled()
+        if not self.pipelines:
+            return enabled
+        return [p for p in enabled if p.value in self.pipelines]
 
     @model_validator(mode="after")
     def _enabled_platforms_are_complete(self) -> Settings:

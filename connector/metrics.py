@@ -47,7 +47,10 @@ class Metrics:
             registry=r,
         )
         self.inflight_events = Gauge(
-            "order_sync_inflight_events", "Events consumed and not yet complete.", registry=r
+            "order_sync_inflight_events",
+            "Messages a pipeline consumed and has not completed.",
+            ["pipeline"],
+            registry=r,
         )
         self.idempotency_hits = Counter(
             "order_sync_idempotency_hits",
@@ -62,11 +65,14 @@ class Metrics:
             registry=r,
         )
         self.consumer_lag = Gauge(
-            "order_sync_consumer_lag", "End offset minus committed offset.", ["partition"], registry=r
+            "order_sync_consumer_lag",
+            "End offset minus the pipeline's committed offset, per input partition it holds.",
+            ["pipeline", "partition"],
+            registry=r,
         )
         self.event_seconds = Histogram(
             "order_sync_event_seconds",
-            "From consume to the event's last result acknowledged.",
+            "From consume by a platform's pipeline to the delivery's result acknowledged.",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -75,12 +81,18 @@ class Metrics:
             "order_sync_tombstones", "Input messages with a null value (skipped).", registry=r
         )
         self.partitions_paused = Gauge(
-            "order_sync_partitions_paused", "1 while fetching is paused by backpressure.", registry=r
+            "order_sync_partitions_paused",
+            "1 while the pipeline's fetching is paused (MAX_INFLIGHT_EVENTS reached, or the store down).",
+            ["pipeline"],
+            registry=r,
         )
         self.pauses = Counter(
-            "order_sync_backpressure_pauses", "Times fetching was paused at MAX_INFLIGHT_EVENTS.", registry=r
+            "order_sync_backpressure_pauses",
+            "Times the pipeline's fetching was paused.",
+            ["pipeline"],
+            registry=r,
         )
-        self.commits = Counter("order_sync_commits", "Offset commits made.", registry=r)
+        self.commits = Counter("order_sync_commits", "Offset commits made.", ["pipeline"], registry=r)
         self.store_up = Gauge("order_sync_store_up", "1 while the idempotency store answers.", registry=r)
         self.ready = Gauge("order_sync_ready", "1 while /readyz answers 200.", registry=r)
 

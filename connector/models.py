@@ -176,6 +176,10 @@ class Targets(_Model):
     def platforms(self) -> list[Platform]:
         return [p for p in Platform if getattr(self, p.value) is not None]
 
+    def includes(self, platform: Platform) -> bool:
+        """The event targets `platform` (it is delivered there when that platform is enabled)."""
+        return getattr(self, platform.value) is not None
+
 
 class OrderChangedEvent(_Model):
     """The canonical "order changed" event, schema version 1."""

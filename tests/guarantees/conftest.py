@@ -35,7 +35,7 @@ from connector.models import Platform
 from connector.simulators.requestlog import LoggedRequest
 from connector.simulators.server import SimulatorSuite
 from tests.support.events import make_event
-from tests.support.kafka import Record, TopicReader, Topics, committed_offsets, end_offsets
+from tests.support.kafka import Record, TopicReader, Topics, wait_committed
 from tests.support.process import ConnectorProcess
 
 StartConnector = Callable[[dict[str, str]], ConnectorProcess]
@@ -185,18 +185,10 @@ def connector_env(
 
 async def wait_all_committed(
     broker: EmbeddedBroker, topics: Topics, group: str, timeout_s: float = 60
-) -> dict[int, int]:
-    """Wait until the group committed every input partition to its end: all results are then out."""
-    ends = await end_offsets(broker.bootstrap_servers, topics.input)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        committed = await committed_offsets(broker.bootstrap_servers, group, topics.input)
-        if all(committed.get(p, 0) >= end for p, end in ends.items()):
-            return committed
-        if loop.time() > deadline:
-            raise AssertionError(f"group {group} committed {committed}, never the end offsets {ends}")
-        await asyncio.sleep(0.2)
+) -> dict[str, dict[int, int]]:
+    """Wait until every pipeline's group committed every input partition to its end: all results
+    (and DLQ copies) are then out."""
+    return await wait_committed(broker.bootstrap_servers, group, topics.input, timeout_s)
 
 
 async def wait_results(

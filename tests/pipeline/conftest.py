@@ -22,6 +22,10 @@ async def endpoint() -> AsyncIterator[RecordingServer]:
         await server.stop()
 
 
+#: The platforms `pipeline_env` enables: wait for their groups' commits (and the intake's).
+PLATFORMS = ("vucustom", "ventmere")
+
+
 def pipeline_env(
     topics: Topics, group: str, server: RecordingServer, bootstrap: str, store_path: Path
 ) -> dict[str, str]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from connector.broker import EmbeddedBroker
-from tests.pipeline.conftest import pipeline_env, versions_by_order
+from tests.pipeline.conftest import PLATFORMS, pipeline_env, versions_by_order
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, produce, produce_events, wait_committed
 from tests.support.process import ConnectorProcess
@@ -40,7 +40,7 @@ async def test_every_change_is_applied_once_in_version_order(
             lambda r: len(r.of(topics.success)) >= 1200, 120, "1200 results", fail_on=topics.failure
         )
         elapsed = time.monotonic() - started
-        await wait_committed(bootstrap, "e2e", topics.input)
+        await wait_committed(bootstrap, "e2e", topics.input, platforms=PLATFORMS)
         await reader.poll(0.5)
         results = [r.json() for r in reader.of(topics.success)]
         assert reader.of(topics.failure) == []
@@ -128,4 +128,4 @@ async def test_dlq_receives_bad_messages_and_the_stream_goes_on(
         ("ventmere", "ord-dlq"): [1, 2, 3],
     }
     assert await connector.metric("order_sync_dlq_total") == 3
-    await wait_committed(bootstrap, "dlq", topics.input)
+    await wait_committed(bootstrap, "dlq", topics.input, platforms=PLATFORMS)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from connector.broker import EmbeddedBroker
-from tests.pipeline.conftest import pipeline_env, versions_by_order
+from tests.pipeline.conftest import PLATFORMS, pipeline_env, versions_by_order
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, produce_events
 from tests.support.process import ConnectorProcess
@@ -38,17 +38,27 @@ async def test_backpressure_bounds_inflight_events_and_pauses_fetching(
     await produce_events(bootstrap, topics.input, [make_event(f"ord-{n}", 1) for n in range(400)])
 
     async def paused() -> bool:
-        return await connector.metric("order_sync_partitions_paused") == 1
+        held = [await connector.metric("order_sync_partitions_paused", {"pipeline": p}) for p in PLATFORMS]
+        return held == [1, 1]
 
-    await connector.wait_until(paused, 30, "fetching paused")
-    samples = []
+    await connector.wait_until(paused, 30, "both platform pipelines paused")
+    samples: dict[str, list[float]] = {p: [] for p in PLATFORMS}
     for _ in range(20):
-        samples.append(await connector.metric("order_sync_inflight_events"))
+        for platform in PLATFORMS:
+            samples[platform].append(
+                await connector.metric("order_sync_inflight_events", {"pipeline": platform})
+            )
         await asyncio.sleep(0.05)
-    consumed = await connector.metric("order_sync_events_total")
-    assert max(samples) == 50
-    assert consumed == 50, f"consumed {consumed} events with 50 allowed in flight"
-    assert await connector.metric("order_sync_backpressure_pauses_total") >= 1
+    assert {p: max(s) for p, s in samples.items()} == {p: 50 for p in PLATFORMS}
+
+    # The intake is not held by the platforms: it validated every message and is not paused.
+    async def intake_done() -> bool:
+        return await connector.metric("order_sync_events_total") == 400
+
+    await connector.wait_until(intake_done, 30, "the intake to count all 400 events")
+    assert await connector.metric("order_sync_partitions_paused", {"pipeline": "intake"}) == 0
+    for platform in PLATFORMS:
+        assert await connector.metric("order_sync_backpressure_pauses_total", {"pipeline": platform}) >= 1
     assert endpoint.in_progress <= 100
 
 

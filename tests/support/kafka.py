@@ -179,14 +179,42 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int,
         await consumer.stop()
 
 
-async def wait_committed(bootstrap: str, group: str, topic: str, timeout_s: float = 30) -> dict[int, int]:
-    """Wait until the group has committed every partition up to its end offset."""
+#: Every platform's pipeline; processes in the tests enable all four unless a test says otherwise.
+ALL_PLATFORMS = ("vucustom", "sellercloud", "elasticpath", "ventmere")
+
+
+def pipeline_groups(group: str, platforms: Iterable[str] = ALL_PLATFORMS) -> list[str]:
+    """The consumer groups of a connector whose GROUP_ID is `group`: the intake's and each platform's."""
+    return [group, *(f"{group}.{platform}" for platform in platforms)]
+
+
+async def wait_committed(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    timeout_s: float = 30,
+    platforms: Iterable[str] = ALL_PLATFORMS,
+) -> dict[str, dict[int, int]]:
+    """Wait until every pipeline's group (the intake's and each platform's) has committed every
+    partition up to its end offset; returns the committed offsets by group."""
     ends = await end_offsets(bootstrap, topic)
+    groups = pipeline_groups(group, platforms)
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        committed = await committed_offsets(bootstrap, group, topic)
-        if all(committed.get(p, 0) == end for p, end in ends.items()):
+        committed = dict(
+            zip(
+                groups,
+                await asyncio.gather(*(committed_offsets(bootstrap, g, topic) for g in groups)),
+                strict=True,
+            )
+        )
+        behind = {
+            g: offsets
+            for g, offsets in committed.items()
+            if any(offsets.get(p, 0) < e for p, e in ends.items())
+        }
+        if not behind:
             return committed
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"committed {committed} never reached end offsets {ends}")
+            raise AssertionError(f"groups {behind} never committed the end offsets {ends}")
         await asyncio.sleep(0.2)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.offsets import OffsetTracker
+from connector.pipeline.offsets import OffsetTracker
 
 
 @st.composite

@@ -1,0 +1,244 @@
+"""One pipeline: its consumer group's messages, fetched, handed to its stage, committed once complete.
+
+A message's path: `_fetch_loop` takes no more than the free capacity → `_accept` notes the offset
+and asks the stage, synchronously and in consumption order, what the message needs → the work runs
+as a task → `_complete` marks the offset done → `_commit_loop` commits what is contiguous.
+
+Guarantees kept here:
+- an offset is committed only once the stage's work for every message below it is complete (for a
+  platform's pipeline: its result acknowledged by Kafka; for the intake: its DLQ copy acknowledged);
+- at most `MAX_INFLIGHT_EVENTS` messages of this pipeline are in flight: fetching asks for no more
+  than the free capacity, and this pipeline's partitions are paused at the limit (and while the
+  idempotency store is down); other pipelines are not affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from connector.config import Settings
+from connector.metrics import Metrics
+from connector.pipeline.backpressure import Backpressure
+from connector.pipeline.offsets import OffsetTracker
+from connector.pipeline.source import GroupConsumer
+from connector.policies import Backoff
+from connector.storeguard import StoreGuard
+
+log = logging.getLogger(__name__)
+
+#: What a stage returns for a message: the work still to do, or None when there is none.
+Work = Coroutine[Any, Any, None] | None
+
+
+class Stage(Protocol):
+    """What one pipeline does with each message."""
+
+    def take(self, record: ConsumerRecord) -> Work:
+        """Called synchronously, in consumption order (ordering tickets are taken here)."""
+        ...
+
+
+@dataclass(slots=True)
+class _Partition:
+    tracker: OffsetTracker = field(default_factory=OffsetTracker)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    committed: int | None = None
+    dropped: bool = False
+
+
+class Pipeline:
+    def __init__(
+        self,
+        name: str,
+        group_id: str,
+        stage: Stage,
+        settings: Settings,
+        guard: StoreGuard,
+        metrics: Metrics,
+    ) -> None:
+        self.name = name
+        self._stage = stage
+        self._settings = settings
+        self._kafka = settings.kafka
+        self._guard = guard
+        self._metrics = metrics
+        self._source = GroupConsumer(settings.kafka, group_id, name)
+        self._partitions: dict[TopicPartition, _Partition] = {}
+        self.backpressure = Backpressure(name, settings.max_inflight_events, metrics)
+        self._commits = metrics.commits.labels(name)
+        self._stopping = asyncio.Event()
+        #: True once the group was joined (with or without partitions); readiness reads it.
+        self.joined = False
+
+    @property
+    def group_id(self) -> str:
+        return self._source.group_id
+
+    async def start(self) -> None:
+        await self._source.start(self, self._stopping)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until `request_stop`, then finish in-flight work within the shutdown timeout and commit."""
+        background = [
+            asyncio.create_task(self._commit_loop(), name=f"{self.name}-commits"),
+            asyncio.create_task(self._lag_loop(), name=f"{self.name}-lag"),
+        ]
+        try:
+            await self._fetch_loop()
+            await self._drain(self._settings.shutdown_timeout_s)
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._commit()
+            with contextlib.suppress(KafkaError):
+                await self._source.stop()
+
+    async def _fetch_loop(self) -> None:
+        backoff = Backoff(0.2, 10.0)
+        gate = self.backpressure
+        while not self._stopping.is_set():
+            try:
+                if gate.should_pause(self._guard.up):
+                    self._source.pause()
+                    await self._source.keep_alive()
+                    continue
+                self._source.resume()
+                batches = await self._source.fetch(min(gate.capacity, self._kafka.max_poll_records))
+                backoff.reset()
+            except KafkaError as exc:
+                log.warning(
+                    "fetch failed (%s); retrying in %.1fs", exc, backoff.delay, extra={"pipeline": self.name}
+                )
+                await backoff.wait()
+                continue
+            for tp, records in batches.items():
+                partition = self._partitions.get(tp)
+                if partition is None:
+                    continue
+                for record in records:
+                    self._accept(partition, record)
+
+    def _accept(self, partition: _Partition, record: ConsumerRecord) -> None:
+        partition.tracker.add(record.offset)
+        self.backpressure.added()
+        work = self._stage.take(record)
+        if work is None:
+            self._complete(partition, record.offset)
+            return
+        task = asyncio.ensure_future(self._run(work, partition, record.offset))
+        partition.tasks.add(task)
+        task.add_done_callback(partition.tasks.discard)
+
+    async def _run(self, work: Coroutine[Any, Any, None], partition: _Partition, offset: int) -> None:
+        # Cancelled work (rebalance, shutdown timeout) is not complete: its offset stays uncommitted.
+        try:
+            await work
+        except Exception:
+            # A bug, not a platform's or the store's failure (stages end those in a result): the
+            # offset stays uncommitted and the message is redone after a restart.
+            log.exception("message handling failed", extra={"pipeline": self.name, "offset": offset})
+            raise
+        self._complete(partition, offset)
+
+    def _complete(self, partition: _Partition, offset: int) -> None:
+        if partition.dropped:
+            return
+        partition.tracker.completed(offset)
+        self.backpressure.completed()
+
+    async def _commit(self, tps: list[TopicPartition] | None = None) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for tp, partition in self._partitions.items():
+            if tps is not None and tp not in tps:
+                continue
+            committable = partition.tracker.committable()
+            if committable is not None and committable != partition.committed:
+                offsets[tp] = committable
+        if not offsets or not await self._source.commit(offsets):
+            return
+        self._commits.inc()
+        for tp, offset in offsets.items():
+            if (committed := self._partitions.get(tp)) is not None:
+                committed.committed = offset
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._kafka.commit_interval_s)
+            await self._commit()
+
+    async def _lag_loop(self) -> None:
+        gauge = self._metrics.consumer_lag
+        while True:
+            await asyncio.sleep(self._kafka.lag_refresh_s)
+            ends = await self._source.end_offsets(list(self._partitions))
+            for tp, end in ends.items():
+                tracked = self._partitions.get(tp)
+                if tracked is None:
+                    continue
+                base = tracked.committed
+                if base is None:
+                    base = tracked.tracker.committable() or 0
+                gauge.labels(self.name, str(tp.partition)).set(max(0, end - base))
+
+    async def _drain(self, timeout_s: float, tps: list[TopicPartition] | None = None) -> None:
+        """Wait up to `timeout_s` for in-flight work (of `tps`, or all), then cancel what is left."""
+        selected = [p for tp, p in self._partitions.items() if tps is None or tp in tps]
+        tasks: set[asyncio.Task[None]] = set().union(*(p.tasks for p in selected)) if selected else set()
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        if pending:
+            log.warning(
+                "abandoning %d in-flight events after %.0fs",
+                len(pending),
+                timeout_s,
+                extra={"pipeline": self.name},
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        mine = [tp for tp in revoked if tp in self._partitions]
+        if not mine:
+            return
+        await self._drain(min(self._kafka.rebalance_drain_s, self._settings.shutdown_timeout_s), mine)
+        await self._commit(mine)
+        for tp in mine:
+            partition = self._partitions.pop(tp)
+            partition.dropped = True
+            self.backpressure.completed(partition.tracker.in_flight)
+            # Another member reports this partition's lag now.
+            with contextlib.suppress(KeyError):
+                self._metrics.consumer_lag.remove(self.name, str(tp.partition))
+        log.info(
+            "partitions revoked",
+            extra={"pipeline": self.name, "fields": {"partitions": sorted(tp.partition for tp in mine)}},
+        )
+
+    async def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            self._partitions.setdefault(tp, _Partition())
+        for tp in assigned:
+            # Lag is measured from the committed offset; learn it now rather than after the first commit.
+            self._partitions[tp].committed = await self._source.committed(tp)
+        if self.backpressure.paused and assigned:
+            self._source.pause(assigned)
+        self.joined = True
+        log.info(
+            "partitions assigned",
+            extra={"pipeline": self.name, "fields": {"partitions": sorted(tp.partition for tp in assigned)}},
+        )

@@ -1,0 +1,87 @@
+"""The pipelines one process runs: the intake and one per platform, sharing everything but their groups.
+
+They share the store, the producer, the HTTP session (through the runner) and the decoding work;
+each has its own consumer group, offsets, in-flight limit, pause state and lag, so a platform that
+is down, slow or throttled holds back only its own pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from connector.config import INTAKE_PIPELINE, Settings
+from connector.deliveries import DeliveryRunner
+from connector.metrics import Metrics
+from connector.models import Platform
+from connector.pipeline.delivery import DeliveryStage
+from connector.pipeline.intake import IntakeStage
+from connector.pipeline.pipeline import Pipeline
+from connector.pipeline.screening import MessageScreen
+from connector.publisher import Publisher
+from connector.storeguard import StoreGuard
+
+log = logging.getLogger(__name__)
+
+
+def group_of(settings: Settings, pipeline: str) -> str:
+    """`{GROUP_ID}` for the intake, `{GROUP_ID}.{platform}` for a platform's pipeline."""
+    base = settings.kafka.group_id
+    return base if pipeline == INTAKE_PIPELINE else f"{base}.{pipeline}"
+
+
+class Pipelines:
+    def __init__(
+        self,
+        settings: Settings,
+        runner: DeliveryRunner,
+        publisher: Publisher,
+        guard: StoreGuard,
+        platforms: list[Platform],
+        metrics: Metrics,
+    ) -> None:
+        # Wide enough for pipelines a full in-flight window apart to decode each message once.
+        self.screen = MessageScreen(
+            runner.check_event, settings.kafka.max_message_bytes, capacity=2 * settings.max_inflight_events
+        )
+        self.all: list[Pipeline] = []
+        if settings.runs_intake():
+            stage = IntakeStage(self.screen, publisher, metrics)
+            self.all.append(self._pipeline(INTAKE_PIPELINE, stage, settings, guard, metrics))
+        for platform in platforms:
+            delivery = DeliveryStage(platform, self.screen, runner, metrics)
+            self.all.append(self._pipeline(platform.value, delivery, settings, guard, metrics))
+        self.stopping = False
+
+    @staticmethod
+    def _pipeline(
+        name: str, stage: IntakeStage | DeliveryStage, settings: Settings, guard: StoreGuard, metrics: Metrics
+    ) -> Pipeline:
+        return Pipeline(name, group_of(settings, name), stage, settings, guard, metrics)
+
+    @property
+    def joined(self) -> bool:
+        return all(p.joined for p in self.all)
+
+    def request_stop(self) -> None:
+        self.stopping = True
+        for pipeline in self.all:
+            pipeline.request_stop()
+
+    async def start(self) -> None:
+        await asyncio.gather(*(p.start() for p in self.all))
+
+    async def run(self) -> None:
+        """Run every pipeline until `request_stop`; one that fails stops the others (each drains)."""
+        tasks = [asyncio.create_task(p.run(), name=f"pipeline-{p.name}") for p in self.all]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            if any(not t.cancelled() and t.exception() is not None for t in done):
+                log.error("a pipeline failed; stopping the others")
+                self.request_stop()
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.screen.close()
