@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench.events import BenchEvent
 from connector.broker import EmbeddedBroker, accepts_connections, free_port
 from connector.config import ENV_PREFIX
+from connector.models import Platform
 from connector.simulators.server import SimulatorSuite
 
 BIN = Path(sys.executable).parent
@@ -218,23 +219,32 @@ async def produce_paced(
 async def wait_for_commits(
     bootstrap: str, topics: Topics, ends: dict[int, int], timeout_s: float, watch: Child, poll_s: float = 0.25
 ) -> tuple[int, float]:
-    """Poll the group's committed input offsets until they reach `ends` (every event done).
+    """Poll the committed input offsets of every pipeline's group (the intake's and each platform's)
+    until they all reach `ends` (every event done on every platform).
 
-    The connector commits an offset only once every result below it is acknowledged, so this is
-    "all results published". (Tansu's ListOffsets answers lag behind the last batch, so end offsets
-    of the result topics cannot be used to count results.) Returns (events committed, time.time()).
+    A platform's pipeline commits an offset only once its result for every event below it is
+    acknowledged, so this is "all results published". (Tansu's ListOffsets answers lag behind the
+    last batch, so end offsets of the result topics cannot be used to count results.) Returns (events
+    committed by the slowest pipeline, time.time()).
     """
+    groups = [topics.group, *(f"{topics.group}.{platform.value}" for platform in Platform)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     partitions = [TopicPartition(topics.input, p) for p in range(PARTITIONS)]
     try:
         deadline = time.monotonic() + timeout_s
         while True:
-            offsets = await admin.list_consumer_group_offsets(topics.group, partitions=partitions)
-            done = sum(max(0, meta.offset) for meta in offsets.values())
-            complete = all(offsets[tp].offset >= end for tp in partitions if (end := ends.get(tp.partition)))
+            done = None
+            complete = True
+            for group in groups:
+                offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+                group_done = sum(max(0, meta.offset) for meta in offsets.values())
+                done = group_done if done is None else min(done, group_done)
+                complete = complete and all(
+                    offsets[tp].offset >= end for tp in partitions if (end := ends.get(tp.partition))
+                )
             if complete or time.monotonic() > deadline:
-                return done, time.time()
+                return done or 0, time.time()
             watch.check()
             await asyncio.sleep(poll_s)
     finally:

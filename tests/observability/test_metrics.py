@@ -95,8 +95,10 @@ async def test_metric_values_equal_result_and_dlq_counts(
             "order_sync_platform_request_seconds_count", {"platform": platform}
         )
         assert histogram == sent
-    assert await connector.metric("order_sync_event_seconds_count") == 27
-    assert await connector.metric("order_sync_inflight_events") == 0
+    # One observation per delivery (consumed by its platform's pipeline to its result acknowledged).
+    assert await connector.metric("order_sync_event_seconds_count") == len(results)
+    for pipeline in ("intake", "vucustom", "sellercloud", "elasticpath", "ventmere"):
+        assert await connector.metric("order_sync_inflight_events", {"pipeline": pipeline}) == 0
 
 
 async def _deliveries_total(connector: ConnectorProcess, expected: int) -> bool:

@@ -183,9 +183,9 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int,
 ALL_PLATFORMS = ("vucustom", "sellercloud", "elasticpath", "ventmere")
 
 
-def pipeline_groups(group: str, platforms: Iterable[str] = ALL_PLATFORMS) -> list[str]:
+def pipeline_groups(group: str, platforms: Iterable[str] = ALL_PLATFORMS, intake: bool = True) -> list[str]:
     """The consumer groups of a connector whose GROUP_ID is `group`: the intake's and each platform's."""
-    return [group, *(f"{group}.{platform}" for platform in platforms)]
+    return [*([group] if intake else []), *(f"{group}.{platform}" for platform in platforms)]
 
 
 async def wait_committed(
@@ -194,11 +194,12 @@ async def wait_committed(
     topic: str,
     timeout_s: float = 30,
     platforms: Iterable[str] = ALL_PLATFORMS,
+    intake: bool = True,
 ) -> dict[str, dict[int, int]]:
     """Wait until every pipeline's group (the intake's and each platform's) has committed every
     partition up to its end offset; returns the committed offsets by group."""
     ends = await end_offsets(bootstrap, topic)
-    groups = pipeline_groups(group, platforms)
+    groups = pipeline_groups(group, platforms, intake)
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         committed = dict(
