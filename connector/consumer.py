@@ -29,7 +29,7 @@ from connector.errors import DlqReason, InvalidEventError
 from connector.kafka import consumer_options
 from connector.lanes import LaneTicket, OrderingLanes
 from connector.metrics import Metrics
-from connector.models import OrderChangedEvent, Platform
+from connector.models import OrderChangedEvent, Platform, Source
 from connector.offsets import OffsetTracker
 from connector.planner import plan_deliveries
 from connector.publisher import Publisher
@@ -234,8 +234,9 @@ class EventConsumer:
                     record, DlqReason.CONFLICT, f"event_id {event.event_id} was seen with different content"
                 )
             else:
+                source = Source(record.topic, record.partition, record.offset)
                 await asyncio.gather(
-                    *(self._deliver(event, platform, ticket) for platform, ticket in tickets)
+                    *(self._deliver(event, platform, ticket, source) for platform, ticket in tickets)
                 )
                 self._metrics.event_seconds.observe(time.monotonic() - consumed_at)
         finally:
@@ -243,10 +244,12 @@ class EventConsumer:
                 ticket.finish()
         self._complete(tp, partition, record.offset)
 
-    async def _deliver(self, event: OrderChangedEvent, platform: Platform, ticket: LaneTicket) -> None:
+    async def _deliver(
+        self, event: OrderChangedEvent, platform: Platform, ticket: LaneTicket, source: Source
+    ) -> None:
         try:
             await ticket.wait_turn()
-            await self._runner.run(event, platform)
+            await self._runner.run(event, platform, source)
         finally:
             ticket.finish()
 
