@@ -23,6 +23,7 @@ import re
 from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ from connector.kafka import client_options
 from connector.models import Outcome, Platform, Source
 from connector.partitioners import candidate_partitions, murmur2
 
-DEFAULT_WINDOW = timedelta(days=1)
+#: `Story.store` when the store was read; otherwise it says why not.
+STORE_READ = "read"
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -58,8 +60,8 @@ def parse_since(text: str, now: datetime) -> datetime:
 # --- what is shown ------------------------------------------------------------------------------
 
 
-class Status:
-    """A delivery's state in the story beyond the result outcomes (`Outcome`)."""
+class Status(StrEnum):
+    """A delivery's state in the story when it has no result of its own (else an `Outcome`)."""
 
     #: No result yet; `store` says how far it got.
     PENDING = "pending"
@@ -219,6 +221,8 @@ def _decode_input(record: ConsumerRecord, enabled: Collection[Platform]) -> _Inp
         )
     platforms = event.targets.platforms()
     if enabled:
+        # With the connector's own configuration, platforms it does not deliver to are left out;
+        # without it (no platform configured here), every target is shown.
         platforms = [p for p in platforms if p in enabled]
     return _Input(record, event.event_id, event.order.version, event.order.status.value, tuple(platforms))
 
@@ -241,8 +245,18 @@ def _header(record: ConsumerRecord, name: str) -> str:
 
 
 async def read_history(
-    settings: Settings, order_number: str, since: datetime, *, use_store: bool = True
+    settings: Settings, order_number: str, since: datetime, *, use_store: bool = True, timeout_s: float = 300
 ) -> Story:
+    """Raise `KafkaReadError` when Kafka cannot be read (or not within `timeout_s`), and
+    `StoreUnavailableError` when the store does not answer."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_history(settings, order_number, since, use_store)
+    except TimeoutError:
+        raise KafkaReadError(f"no answer within {timeout_s:g}s") from None
+
+
+async def _read_history(settings: Settings, order_number: str, since: datetime, use_store: bool) -> Story:
     kafka = settings.kafka
     key = order_number.encode("utf-8")
     consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False)
@@ -317,7 +331,7 @@ async def _store_records(
     store = open_store(url, settings.idempotency.timeout_s)
     await store.open()
     try:
-        return await store.order_records(order_number, list(dict.fromkeys(event_ids))), "read"
+        return await store.order_records(order_number, list(dict.fromkeys(event_ids))), STORE_READ
     finally:
         await store.close()
 
@@ -497,6 +511,8 @@ def render_text(story: Story) -> list[Any]:
             detail = ""
             if delivery.error:
                 detail = f"{delivery.error.get('category')}: {delivery.error.get('message')}"
+            elif delivery.outcome == Status.PENDING and story.store != STORE_READ:
+                detail = "no result yet"
             elif delivery.outcome == Status.PENDING:
                 detail = _STORE_NOTES.get(delivery.store or "", "waiting (not claimed)")
             elif delivery.outcome == Status.DUPLICATE:

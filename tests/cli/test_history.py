@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -336,3 +337,77 @@ async def test_time_to_answer_on_an_input_topic_of_100000_messages(broker: Embed
         f"\nhistory on 100,000 input messages (8 partitions, {len(story['input_partitions_read'])} read):"
         f" {elapsed:.2f}s including process start (produced in {produced:.1f}s)"
     )
+
+
+async def test_history_links_results_without_source_headers_by_event_id(
+    broker: EmbeddedBroker, topics: Topics
+) -> None:
+    """Results of an older connector carry no `source.*` headers; a second copy of a delivered event
+    gets no result of its own; a version no platform has taken yet waits."""
+    bootstrap = broker.bootstrap_servers
+    order = f"ord-{uuid.uuid4().hex[:8]}"
+    first, second = make_event(order, 1), make_event(order, 2)
+    key = order.encode()
+    await produce(
+        bootstrap, topics.input, [(key, encode(first)), (key, encode(first)), (key, encode(second))]
+    )
+    async with TopicReader(bootstrap, topics.input) as reader:
+        await reader.wait_for(lambda r: len(r.records) >= 3, 20, "the input records")
+    source = reader.records[0]
+
+    def result(event: dict[str, Any], outcome: str, code: int) -> bytes:
+        return orjson.dumps(
+            {
+                "result_id": f"{event['event_id']}:vucustom",
+                "event_id": event["event_id"],
+                "order_number": order,
+                "order_version": event["order"]["version"],
+                "platform": "vucustom",
+                "outcome": outcome,
+                "status_code": code,
+                "attempts": 1,
+                "duration_ms": 5.0,
+                "error": None if code < 300 else {"category": "client_error", "message": "no"},
+                "completed_at": "2024-01-02T07:26:41.402Z",
+            }
+        )
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        headers = [
+            ("event_id", first["event_id"].encode()),
+            ("source.topic", topics.input.encode()),
+            ("source.partition", str(source.partition).encode()),
+            ("source.offset", str(source.offset).encode()),
+        ]
+        await producer.send_and_wait(topics.success, result(first, "applied", 200), key=key, headers=headers)
+        await producer.send_and_wait(
+            topics.failure,
+            result(second, "rejected", 409),
+            key=key,
+            headers=[("event_id", second["event_id"].encode())],
+        )
+    finally:
+        await producer.stop()
+
+    env = kafka_env(topics, bootstrap)
+    code, out, err = await history(env, order, "--json", "--no-store", "--since", "10m")
+    assert code == 0, err
+    story = orjson.loads(out)
+    assert [(v["event_id"], v["offset"]) for v in story["versions"]] == [
+        (first["event_id"], source.offset),
+        (first["event_id"], source.offset + 1),
+        (second["event_id"], source.offset + 2),
+    ]
+    assert [outcomes(v) for v in story["versions"]] == [
+        {"vucustom": "applied", "ventmere": "pending"},
+        {"vucustom": "duplicate", "ventmere": "pending"},
+        {"vucustom": "rejected", "ventmere": "pending"},
+    ]
+    assert story["applied"] == {"vucustom": {"version": 1, "store": None, "results": 1}}
+    assert story["store"] == "not read (--no-store)"
+
+    future = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    code, out, _ = await history(env, order, "--json", "--no-store", "--since", future)
+    assert code == 1 and orjson.loads(out)["versions"] == []
