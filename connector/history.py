@@ -299,6 +299,8 @@ async def _read_history(settings: Settings, order_number: str, since: datetime, 
                 async for r in reader.read([TopicPartition(kafka.input_topic, p) for p in rest], key)
             ]
             read += rest
+        # Input order, which is the order the connector delivers in (normally one partition).
+        received.sort(key=lambda i: (i.record.partition, i.record.offset))
     except KafkaError as exc:
         raise KafkaReadError(f"reading Kafka at {kafka.bootstrap_servers} failed: {exc}") from exc
     finally:
@@ -473,7 +475,7 @@ def _applied(results: Iterable[_Result], records: OrderRecords) -> dict[str, App
 _STORE_NOTES = {
     DeliveryState.CLAIMED.value: "in flight",
     DeliveryState.DONE.value: "outcome stored, result not yet published",
-    DeliveryState.REPORTED.value: "reported",
+    DeliveryState.REPORTED.value: "reported; its result is outside the window",
 }
 
 
