@@ -19,6 +19,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from connector.broker import EmbeddedBroker
+from connector.history import parse_since
 from connector.partitioners import crc32, murmur2
 from tests.support.events import encode, make_event
 from tests.support.kafka import TopicReader, Topics, create_topics, produce
@@ -411,3 +412,25 @@ async def test_history_links_results_without_source_headers_by_event_id(
     future = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
     code, out, _ = await history(env, order, "--json", "--no-store", "--since", future)
     assert code == 1 and orjson.loads(out)["versions"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90m", datetime(2024, 5, 1, 10, 30, tzinfo=UTC)),
+        ("2h", datetime(2024, 5, 1, 10, 0, tzinfo=UTC)),
+        ("3d", datetime(2024, 4, 28, 12, 0, tzinfo=UTC)),
+        ("1w", datetime(2024, 4, 24, 12, 0, tzinfo=UTC)),
+        ("2024-05-01T08:00:00Z", datetime(2024, 5, 1, 8, 0, tzinfo=UTC)),
+        ("2024-05-01T10:00:00+02:00", datetime(2024, 5, 1, 8, 0, tzinfo=UTC)),
+        ("2024-05-01T08:00:00", datetime(2024, 5, 1, 8, 0, tzinfo=UTC)),
+    ],
+)
+def test_since_takes_rfc3339_times_and_spans_back_from_now(text: str, expected: datetime) -> None:
+    assert parse_since(text, datetime(2024, 5, 1, 12, 0, tzinfo=UTC)) == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2h30m", "-2h", "3 d", ""])
+def test_since_refuses_anything_else(text: str) -> None:
+    with pytest.raises(ValueError, match="RFC 3339"):
+        parse_since(text, datetime(2024, 5, 1, 12, 0, tzinfo=UTC))
