@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from datetime import UTC, datetime
@@ -210,3 +211,53 @@ def replay(
         until=window[1],
     )
     sys.exit(asyncio.run(run_replay(settings.kafka, ReplaySource(source), wanted, publish=yes)))
+
+
+@cli.command()
+@click.argument("order_number")
+@click.option(
+    "--since",
+    default="1d",
+    show_default=True,
+    help="Read from this RFC 3339 time, or this far back (30m, 2h, 3d, 1w).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the story as JSON.")
+@click.option("--no-store", is_flag=True, help="Do not read the idempotency store (Kafka only).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def history(order_number: str, since: str, as_json: bool, no_store: bool, config_file: Path | None) -> None:
+    """What happened to one order: every version received and each platform's outcome."""
+    import asyncio
+
+    from connector.config import load_settings
+    from connector.errors import KafkaReadError, StoreUnavailableError
+    from connector.history import parse_since, read_history, render_text
+
+    # aiokafka logs each failed connection attempt; the command reports a failure once, in one line.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        settings = load_settings(config_file)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    try:
+        start = parse_since(since, datetime.now(UTC))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    try:
+        story = asyncio.run(read_history(settings, order_number, start, use_store=not no_store))
+    except (KafkaReadError, StoreUnavailableError) as exc:
+        click.echo(f"order-sync history: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        sys.stdout.buffer.write(story.to_json() + b"\n")
+    else:
+        from rich.console import Console
+
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=200)
+        for part in render_text(story):
+            console.print(part)
+    if not story.known:
+        click.echo(f"order-sync history: order {order_number} is unknown since {story.since}", err=True)
+        sys.exit(1)

@@ -23,6 +23,7 @@ from connector.models import (
     Outcome,
     Platform,
     ResultError,
+    Source,
     utc_now_rfc3339,
 )
 from connector.publisher import Publisher
@@ -62,7 +63,7 @@ class DeliveryRunner:
             (p, o): metrics.deliveries.labels(p.value, o.value) for p in dispatchers for o in Outcome
         }
 
-    async def run(self, event: OrderChangedEvent, platform: Platform) -> None:
+    async def run(self, event: OrderChangedEvent, platform: Platform, source: Source) -> None:
         order = event.order
         key = DeliveryKey(event.event_id, platform, order.order_number, order.version)
         claim = await self._claim(key)
@@ -86,14 +87,14 @@ class DeliveryRunner:
             return
         if claim.status is ClaimStatus.UNREPORTED and claim.result is not None:
             stored = OrderSyncResult.model_validate(orjson.loads(claim.result))
-            await self._publish(key, stored, claim.result)
+            await self._publish(key, stored, claim.result, source)
             return
 
         # In flight from here until reported: a hard kill anywhere in between may repeat the request.
         gauge = self._inflight[platform]
         gauge.inc()
         try:
-            await self._run_claimed(event, platform, key, claim.status)
+            await self._run_claimed(event, platform, key, claim.status, source)
         finally:
             gauge.dec()
 
@@ -106,7 +107,12 @@ class DeliveryRunner:
             return await self._guard.call(self._batch.claim, key)
 
     async def _run_claimed(
-        self, event: OrderChangedEvent, platform: Platform, key: DeliveryKey, status: ClaimStatus
+        self,
+        event: OrderChangedEvent,
+        platform: Platform,
+        key: DeliveryKey,
+        status: ClaimStatus,
+        source: Source,
     ) -> None:
         order = event.order
         started = time.monotonic()
@@ -131,7 +137,7 @@ class DeliveryRunner:
         )
         encoded = encode_result(result)
         await self._guard.call(self._batch.record_outcome, key, report.outcome, encoded)
-        await self._publish(key, result, encoded)
+        await self._publish(key, result, encoded, source)
 
     async def _attempt(
         self, event: OrderChangedEvent, platform: Platform, key: DeliveryKey
@@ -166,8 +172,10 @@ class DeliveryRunner:
             # The claim's lease expires on its own; releasing only saves the next owner that wait.
             log.warning("could not release claim: %s", exc, extra={"event_id": key.event_id})
 
-    async def _publish(self, key: DeliveryKey, result: OrderSyncResult, encoded: bytes) -> None:
-        await self._publisher.publish_result(result, encoded)
+    async def _publish(
+        self, key: DeliveryKey, result: OrderSyncResult, encoded: bytes, source: Source
+    ) -> None:
+        await self._publisher.publish_result(result, encoded, source)
         await self._guard.call(self._batch.mark_reported, key)
         counter = self._delivered.get((result.platform, result.outcome))
         if counter is None:

@@ -66,6 +66,10 @@ class StoreUnavailableError(OrderSyncError):
     retryable = True
 
 
+class KafkaReadError(OrderSyncError):
+    """Kafka cannot be read (unreachable, refused, or a topic is missing); a command cannot answer."""
+
+
 class TransportError(OrderSyncError):
     """A request did not produce an HTTP response."""
 

@@ -5,6 +5,8 @@ The shapes are the external contract (CONTRACT §4); `order-sync schemas` writes
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -223,3 +225,33 @@ class OrderSyncResult(BaseModel):
     @staticmethod
     def result_id_for(event_id: str, platform: Platform) -> str:
         return f"{event_id}:{platform.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an input record is: carried as `source.*` headers on its results and DLQ copies, so any
+    of them leads back to the exact record (README "Kafka messages")."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("source.topic", self.topic.encode("utf-8")),
+            ("source.partition", str(self.partition).encode()),
+            ("source.offset", str(self.offset).encode()),
+        ]
+
+    @classmethod
+    def from_headers(cls, headers: Iterable[tuple[str, bytes]]) -> Source | None:
+        """The source named by a record's headers; None when they do not name one completely."""
+        found = {name: value for name, value in headers if name.startswith("source.")}
+        try:
+            return cls(
+                found["source.topic"].decode("utf-8"),
+                int(found["source.partition"]),
+                int(found["source.offset"]),
+            )
+        except (KeyError, ValueError):
+            return None

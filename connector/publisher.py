@@ -11,7 +11,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 from connector.config import KafkaSettings
 from connector.errors import DlqReason
 from connector.kafka import producer_options
-from connector.models import OrderSyncResult
+from connector.models import OrderSyncResult, Source
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,13 @@ class Publisher:
     async def stop(self) -> None:
         await self._producer.stop()
 
-    async def publish_result(self, result: OrderSyncResult, encoded: bytes) -> None:
+    async def publish_result(self, result: OrderSyncResult, encoded: bytes, source: Source) -> None:
         topic = self._settings.success_topic if result.outcome.succeeded else self._settings.failure_topic
         await self._send(
             topic,
             encoded,
             key=result.order_number.encode("utf-8"),
-            headers=[("event_id", result.event_id.encode("utf-8"))],
+            headers=[("event_id", result.event_id.encode("utf-8")), *source.headers()],
         )
 
     async def publish_dlq(
@@ -55,9 +55,7 @@ class Publisher:
         headers = [
             ("error.reason", reason.value.encode()),
             ("error.message", message[:_MAX_HEADER_MESSAGE].encode("utf-8", "replace")),
-            ("source.topic", source_topic.encode()),
-            ("source.partition", str(partition).encode()),
-            ("source.offset", str(offset).encode()),
+            *Source(source_topic, partition, offset).headers(),
         ]
         try:
             await self._send(self._settings.dlq_topic, value, key=key, headers=headers)

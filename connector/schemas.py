@@ -1,4 +1,5 @@
-"""JSON Schemas of the wire models, written to `schemas/` and checked for staleness in CI."""
+"""JSON Schemas of the wire models and the AsyncAPI document over them, written to `schemas/` and
+checked for staleness in CI."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from pathlib import Path
 import orjson
 from pydantic import BaseModel
 
+from connector import asyncapi
 from connector.models import OrderChangedEvent, OrderSyncResult
 
 SCHEMAS: dict[str, type[BaseModel]] = {
-    "order-changed.v1.json": OrderChangedEvent,
-    "order-sync-result.v1.json": OrderSyncResult,
+    asyncapi.EVENT_SCHEMA: OrderChangedEvent,
+    asyncapi.RESULT_SCHEMA: OrderSyncResult,
 }
 
 
@@ -21,21 +23,27 @@ def render(model: type[BaseModel], name: str) -> bytes:
     return orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 
 
+def _files() -> dict[str, bytes]:
+    files = {name: render(model, name) for name, model in SCHEMAS.items()}
+    files[asyncapi.NAME] = asyncapi.render()
+    return files
+
+
 def write_schemas(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, model in SCHEMAS.items():
+    for name, content in _files().items():
         path = directory / name
-        path.write_bytes(render(model, name))
+        path.write_bytes(content)
         written.append(path)
     return written
 
 
 def check_schemas(directory: Path) -> list[str]:
-    """Names of the schema files that are missing or differ from the models."""
+    """Names of the files that are missing or differ from what the models give."""
     stale = []
-    for name, model in SCHEMAS.items():
+    for name, content in _files().items():
         path = directory / name
-        if not path.exists() or path.read_bytes() != render(model, name):
+        if not path.exists() or path.read_bytes() != content:
             stale.append(name)
     return stale

@@ -77,6 +77,16 @@ class ClaimStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class OrderRecords:
+    """What the store holds about one order, for operators (`order-sync history`)."""
+
+    #: The newest version applied, per platform that has one.
+    applied: dict[Platform, int]
+    #: Where each asked-for delivery stands; a delivery the store does not hold is absent.
+    deliveries: dict[tuple[str, Platform], DeliveryState]
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     status: ClaimStatus
     #: With UNREPORTED: the result event recorded earlier, as published bytes.
@@ -111,6 +121,10 @@ class IdempotencyStore(ABC):
 
     @abstractmethod
     async def mark_reported(self, keys: list[DeliveryKey]) -> None: ...
+
+    @abstractmethod
+    async def order_records(self, order_number: str, event_ids: Sequence[str]) -> OrderRecords:
+        """Read only: the order's applied versions and the states of the given events' deliveries."""
 
     async def check_events(self, items: Sequence[tuple[str, str]]) -> list[bool]:
         """`check_event` for each `(event_id, fingerprint)`."""

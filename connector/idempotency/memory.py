@@ -6,10 +6,18 @@ Not shared between processes and lost on restart; never use it where replicas or
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from connector.idempotency.base import Claim, ClaimStatus, DeliveryKey, IdempotencyStore
+from connector.idempotency.base import (
+    Claim,
+    ClaimStatus,
+    DeliveryKey,
+    DeliveryState,
+    IdempotencyStore,
+    OrderRecords,
+)
 from connector.models import Outcome, Platform
 
 
@@ -69,6 +77,22 @@ class MemoryStore(IdempotencyStore):
         if outcome is Outcome.APPLIED:
             version_key = (key.order_number, key.platform)
             self._versions[version_key] = max(key.version, self._versions.get(version_key, key.version))
+
+    async def order_records(self, order_number: str, event_ids: Sequence[str]) -> OrderRecords:
+        applied = {p: v for p in Platform if (v := self._versions.get((order_number, p))) is not None}
+        deliveries = {}
+        for event_id in event_ids:
+            for platform in Platform:
+                record = self._deliveries.get((event_id, platform))
+                if record is None:
+                    continue
+                if record.reported:
+                    deliveries[(event_id, platform)] = DeliveryState.REPORTED
+                elif record.outcome is not None:
+                    deliveries[(event_id, platform)] = DeliveryState.DONE
+                else:
+                    deliveries[(event_id, platform)] = DeliveryState.CLAIMED
+        return OrderRecords(applied, deliveries)
 
     async def mark_reported(self, keys: list[DeliveryKey]) -> None:
         for key in keys:

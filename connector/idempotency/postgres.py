@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,9 +27,10 @@ from connector.idempotency.base import (
     DeliveryKey,
     DeliveryState,
     IdempotencyStore,
+    OrderRecords,
     store_boundary,
 )
-from connector.models import Outcome
+from connector.models import Outcome, Platform
 from connector.redaction import Redactor
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,20 @@ class PostgresStore(IdempotencyStore):
                     key.platform.value,
                     key.version,
                 )
+
+    async def order_records(self, order_number: str, event_ids: Sequence[str]) -> OrderRecords:
+        async with self._connection("order_records") as conn:
+            applied = await conn.fetch(
+                f"SELECT platform, version FROM {self._versions} WHERE order_number = $1", order_number
+            )
+            states = await conn.fetch(
+                f"SELECT event_id, platform, state FROM {self._deliveries} WHERE event_id = ANY($1::text[])",
+                list(event_ids),
+            )
+        return OrderRecords(
+            {Platform(r["platform"]): int(r["version"]) for r in applied},
+            {(r["event_id"], Platform(r["platform"])): DeliveryState(r["state"]) for r in states},
+        )
 
     async def mark_reported(self, keys: list[DeliveryKey]) -> None:
         if not keys:

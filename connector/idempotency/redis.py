@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,10 +37,12 @@ from connector.idempotency.base import (
     Claim,
     ClaimStatus,
     DeliveryKey,
+    DeliveryState,
     IdempotencyStore,
+    OrderRecords,
     store_boundary,
 )
-from connector.models import Outcome
+from connector.models import Outcome, Platform
 from connector.redaction import Redactor
 
 log = logging.getLogger(__name__)
@@ -222,6 +225,22 @@ class RedisStore(IdempotencyStore):
         for start in range(0, len(names), _REPORT_CHUNK):
             chunk = names[start : start + _REPORT_CHUNK]
             await self._run("mark_reported", self._mark_reported, chunk, [self._retention_ms])
+
+    async def order_records(self, order_number: str, event_ids: Sequence[str]) -> OrderRecords:
+        platforms = list(Platform)
+        deliveries = [(e, p) for e in dict.fromkeys(event_ids) for p in platforms]
+        async with self._boundary("order_records"):
+            pipe = self._client.pipeline(transaction=False)
+            for platform in platforms:
+                pipe.get(f"{self._prefix}:applied:{order_number}:{platform.value}")
+            for event_id, platform in deliveries:
+                pipe.hget(f"{self._prefix}:delivery:{event_id}:{platform.value}", "state")
+            answers = await pipe.execute()
+        versions, states = answers[: len(platforms)], answers[len(platforms) :]
+        return OrderRecords(
+            {p: int(_text(v)) for p, v in zip(platforms, versions, strict=True) if v is not None},
+            {d: DeliveryState(_text(s)) for d, s in zip(deliveries, states, strict=True) if s is not None},
+        )
 
     async def release(self, key: DeliveryKey, owner: str) -> None:
         await self._run("release", self._release, [self._delivery_key(key)], [owner])

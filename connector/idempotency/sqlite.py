@@ -40,9 +40,10 @@ from connector.idempotency.base import (
     DeliveryKey,
     DeliveryState,
     IdempotencyStore,
+    OrderRecords,
     store_boundary,
 )
-from connector.models import Outcome
+from connector.models import Outcome, Platform
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,21 @@ class SqliteStore(IdempotencyStore):
             )
 
         await self._run("record_outcome", record)
+
+    async def order_records(self, order_number: str, event_ids: Sequence[str]) -> OrderRecords:
+        def read(db: sqlite3.Connection) -> OrderRecords:
+            applied = db.execute(
+                "SELECT platform, version FROM applied_versions WHERE order_number = ?", (order_number,)
+            ).fetchall()
+            states = _select_in(
+                db, "SELECT event_id, platform, state FROM deliveries WHERE event_id IN", event_ids
+            )
+            return OrderRecords(
+                {Platform(p): int(v) for p, v in applied},
+                {(e, Platform(p)): DeliveryState(state) for e, p, state in states},
+            )
+
+        return await self._run("order_records", read)
 
     async def mark_reported(self, keys: list[DeliveryKey]) -> None:
         if not keys:

@@ -12,7 +12,7 @@ from aiokafka.structs import ConsumerRecord
 
 from connector.deliveries import DeliveryRunner
 from connector.metrics import Metrics
-from connector.models import OrderChangedEvent, Platform
+from connector.models import OrderChangedEvent, Platform, Source
 from connector.pipeline.lanes import LaneTicket, OrderingLanes
 from connector.pipeline.pipeline import Work
 from connector.pipeline.screening import MessageScreen, Screened
@@ -37,16 +37,22 @@ class DeliveryStage:
             return None
         # The lane ticket is taken now, in consumption order: deliveries of one order keep input order.
         ticket = self._lanes.take(event.order.order_number)
-        return self._deliver(screened, event, ticket, time.monotonic())
+        source = Source(record.topic, record.partition, record.offset)
+        return self._deliver(screened, event, ticket, source, time.monotonic())
 
     async def _deliver(
-        self, screened: Screened, event: OrderChangedEvent, ticket: LaneTicket, consumed_at: float
+        self,
+        screened: Screened,
+        event: OrderChangedEvent,
+        ticket: LaneTicket,
+        source: Source,
+        consumed_at: float,
     ) -> None:
         try:
             if not await screened.first_seen_content():
                 return
             await ticket.wait_turn()
-            await self._runner.run(event, self._platform)
+            await self._runner.run(event, self._platform, source)
         finally:
             ticket.finish()
         self._event_seconds.observe(time.monotonic() - consumed_at)

@@ -24,7 +24,17 @@ class LaneTicket:
             await asyncio.shield(self._previous)
 
     def finish(self) -> None:
-        """Let the next delivery of the key go; call exactly once, also on failure or cancellation."""
+        """Let the next delivery of the key go; call exactly once, also on failure or cancellation.
+
+        A ticket finished before its turn (its event went to the DLQ without delivering) hands its
+        place on only once the earlier ones finished: the later ones must not overtake those.
+        """
+        if self._previous is not None and not self._previous.done():
+            self._previous.add_done_callback(lambda _: self._pass_on())
+            return
+        self._pass_on()
+
+    def _pass_on(self) -> None:
         if not self._mine.done():
             self._mine.set_result(None)
         self._lanes._release(self._key, self._mine)

@@ -13,7 +13,7 @@ from tests.support.events import encode, make_event
 from tests.support.kafka import TopicReader, Topics
 
 ORDER_SYNC = str(Path(sys.executable).with_name("order-sync"))
-COMMANDS = ["run", "demo", "simulate", "validate", "produce", "schemas", "replay"]
+COMMANDS = ["run", "demo", "simulate", "validate", "produce", "schemas", "replay", "history"]
 
 
 def run(
@@ -56,6 +56,8 @@ def test_top_level_help_lists_every_command() -> None:
         ["simulate", "--port", "99999"],
         ["replay", "--from", "nowhere"],
         ["schemas", "--check", "extra"],
+        ["history"],
+        ["history", "ord-1", "--since", "last week"],
     ],
 )
 def test_a_wrong_argument_is_one_line_and_exit_2(args: list[str]) -> None:

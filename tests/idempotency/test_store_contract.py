@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connector.idempotency.base import Claim, ClaimStatus, DeliveryKey, IdempotencyStore
+from connector.idempotency.base import Claim, ClaimStatus, DeliveryKey, DeliveryState, IdempotencyStore
 from connector.idempotency.memory import MemoryStore
 from connector.models import Outcome, Platform
 from tests.idempotency.conftest import Backend
@@ -525,3 +525,31 @@ async def test_retention_forgets_old_records_and_keeps_recent_ones_and_applied_v
     # Old deliveries are forgotten; the applied version still marks older versions stale.
     assert await store.claim(old_done, "b", LONG_LEASE) == Claim(ClaimStatus.STALE, applied_version=2)
     assert await store.claim(old_reported, "b", LONG_LEASE) == Claim(ClaimStatus.STALE, applied_version=2)
+
+
+# --- order_records: what operators read -----------------------------------------------------------
+
+
+async def test_order_records_show_applied_versions_and_each_delivery_state(
+    store: IdempotencyStore, peer: IdempotencyStore
+) -> None:
+    order = an_order()
+    done = delivery(order, 3, Platform.VENTMERE)
+    reported = delivery(order, 2, Platform.VENTMERE)
+    claimed = delivery(order, 4, Platform.SELLERCLOUD)
+    other = delivery(an_order(), 9, Platform.SELLERCLOUD)
+    for key in (reported, done, claimed, other):
+        await store.claim(key, "a", LONG_LEASE)
+    await store.record_outcome(reported, Outcome.APPLIED, b"r")
+    await store.mark_reported([reported])
+    await store.record_outcome(done, Outcome.APPLIED, b"d")
+    await store.record_outcome(other, Outcome.APPLIED, b"o")
+
+    records = await peer.order_records(order, [reported.event_id, done.event_id, claimed.event_id, "x"])
+
+    assert records.applied == {Platform.VENTMERE: 3}
+    assert records.deliveries == {
+        (reported.event_id, Platform.VENTMERE): DeliveryState.REPORTED,
+        (done.event_id, Platform.VENTMERE): DeliveryState.DONE,
+        (claimed.event_id, Platform.SELLERCLOUD): DeliveryState.CLAIMED,
+    }

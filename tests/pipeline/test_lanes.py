@@ -49,3 +49,16 @@ async def test_cancelled_delivery_lets_the_next_one_go() -> None:
     await asyncio.wait_for(blocked, timeout=1)
     second.finish()
     assert len(lanes) == 0
+
+
+async def test_a_ticket_finished_before_its_turn_does_not_let_later_ones_overtake() -> None:
+    lanes = OrderingLanes()
+    first, skipped, last = lanes.take("k"), lanes.take("k"), lanes.take("k")
+    skipped.finish()  # e.g. its event went to the DLQ while `first` is still delivering
+    waiting = asyncio.ensure_future(last.wait_turn())
+    await asyncio.sleep(0.01)
+    assert not waiting.done(), "a later delivery overtook an earlier one still running"
+    first.finish()
+    await asyncio.wait_for(waiting, 1)
+    last.finish()
+    assert len(lanes) == 0
