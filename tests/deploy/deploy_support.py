@@ -49,6 +49,31 @@ FULL_VALUES: dict[str, Any] = {
     "dashboards": {"enabled": True},
 }
 
+#: FULL_VALUES in split mode: one Deployment per pipeline, Sellercloud with overrides of its own.
+SPLIT_VALUES: dict[str, Any] = {
+    **FULL_VALUES,
+    "pipelines": {
+        "split": True,
+        "overrides": {
+            "sellercloud": {
+                "resources": {"limits": {"memory": "1Gi"}},
+                "keda": {"maxReplicaCount": 2},
+                "podDisruptionBudget": {"maxUnavailable": 0},
+                "extraEnv": [{"name": "ORDER_SYNC_MAX_INFLIGHT_EVENTS", "value": "100"}],
+            },
+            # An override for a platform that is not enabled renders nothing.
+            "ventmere": {"replicaCount": 5},
+        },
+    },
+    "platforms": {**FULL_VALUES["platforms"], "ventmere": {"enabled": False}},
+    "extraEnv": [{"name": "TZ", "value": "UTC"}],
+    "topologySpreadConstraints": [
+        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+    ],
+}
+#: The pipelines SPLIT_VALUES runs, each in its own Deployment.
+SPLIT_PIPELINES = ("intake", "elasticpath", "sellercloud", "vucustom")
+
 #: Secret values that must never appear outside a Secret.
 FULL_VALUES_SECRETS = (
     "kafka-s3cret",
