@@ -521,6 +521,7 @@ def test_prometheus_rule_structure(full_manifests: list[dict[str, Any]], find: A
         "OrderSyncDeliveryFailureRatioHigh",
         "OrderSyncDeadLetterQueueGrowing",
         "OrderSyncConsumerLagGrowing",
+        "OrderSyncPipelineBackpressured",
         "OrderSyncCircuitOpen",
         "OrderSyncNotReady",
         "OrderSyncTargetDown",
