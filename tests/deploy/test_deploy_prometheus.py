@@ -218,6 +218,10 @@ async def test_every_dashboard_query_returns_data_from_a_live_connector(
     for what, problem in problems.items():
         print(f"  {what}: {problem}")
 
+    async def rules_evaluated() -> bool:
+        return all(rule["health"] != "unknown" for rule in await prometheus.rules())
+
+    await prometheus.wait_until(rules_evaluated, 10, "every alert rule evaluated")
     unhealthy = [(r["name"], r.get("lastError")) for r in await prometheus.rules() if r["health"] != "ok"]
     assert not unhealthy, f"alert rules that do not evaluate: {unhealthy}"
     if has_pipeline_metrics():
