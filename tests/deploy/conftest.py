@@ -21,6 +21,7 @@ from tests.deploy.deploy_support import (
     NAMESPACE,
     PRODUCTION_VALUES,
     RELEASE,
+    SPLIT_VALUES,
     Manifest,
     Render,
     only,
@@ -76,6 +77,11 @@ def production_manifests(render: Render, production_values: dict[str, Any]) -> l
 @pytest.fixture(scope="session")
 def full_manifests(render: Render) -> list[Manifest]:
     return render(FULL_VALUES)
+
+
+@pytest.fixture(scope="session")
+def split_manifests(render: Render) -> list[Manifest]:
+    return render(SPLIT_VALUES)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,31 @@ FULL_VALUES: dict[str, Any] = {
     "dashboards": {"enabled": True},
 }
 
+#: FULL_VALUES in split mode: one Deployment per pipeline, Sellercloud with overrides of its own.
+SPLIT_VALUES: dict[str, Any] = {
+    **FULL_VALUES,
+    "pipelines": {
+        "split": True,
+        "overrides": {
+            "sellercloud": {
+                "resources": {"limits": {"memory": "1Gi"}},
+                "keda": {"maxReplicaCount": 2},
+                "podDisruptionBudget": {"maxUnavailable": 0},
+                "extraEnv": [{"name": "ORDER_SYNC_MAX_INFLIGHT_EVENTS", "value": "100"}],
+            },
+            # An override for a platform that is not enabled renders nothing.
+            "ventmere": {"replicaCount": 5},
+        },
+    },
+    "platforms": {**FULL_VALUES["platforms"], "ventmere": {"enabled": False}},
+    "extraEnv": [{"name": "TZ", "value": "UTC"}],
+    "topologySpreadConstraints": [
+        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+    ],
+}
+#: The pipelines SPLIT_VALUES runs, each in its own Deployment.
+SPLIT_PIPELINES = ("intake", "elasticpath", "sellercloud", "vucustom")
+
 #: Secret values that must never appear outside a Secret.
 FULL_VALUES_SECRETS = (
     "kafka-s3cret",
@@ -66,3 +93,38 @@ def only(manifests: list[Manifest], kind: str, name_suffix: str = "") -> Manifes
     found = [m for m in manifests if m["kind"] == kind and m["metadata"]["name"].endswith(name_suffix)]
     assert len(found) == 1, f"expected one {kind}*{name_suffix}, got {[m['metadata']['name'] for m in found]}"
     return found[0]
+
+
+DASHBOARD = CHART_DIR / "dashboards" / "order-sync.json"
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    panel: str
+    ref_id: str
+    expr: str
+    legend: str
+
+    def __str__(self) -> str:
+        return f"{self.panel} [{self.ref_id}]"
+
+
+def load_dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return loaded
+
+
+def dashboard_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    panels: list[dict[str, Any]] = []
+    for panel in dashboard["panels"]:
+        panels.append(panel)
+        panels.extend(panel.get("panels", []))  # collapsed rows hold their panels
+    return panels
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> list[PanelQuery]:
+    return [
+        PanelQuery(panel["title"], target["refId"], target["expr"], target.get("legendFormat", ""))
+        for panel in dashboard_panels(dashboard)
+        for target in panel.get("targets", [])
+    ]

@@ -1,7 +1,8 @@
 """The Helm chart, rendered by real Helm (helm-python-sdk: Helm v4's Go SDK) and checked offline.
 
-What is checked: `helm lint`; rendering with the default values, the production-like values file
-and a values set that enables every optional object; every rendered built-in object validated
+What is checked: `helm lint`; rendering with the default values, the production-like values file,
+a values set that enables every optional object and the same in split mode (one Deployment per
+pipeline); every rendered built-in object validated
 against the Kubernetes OpenAPI schemas of the oldest and newest versions kubernetes-validate ships
 (strict: unknown fields fail); values.schema.json enforced by Helm itself at render time; the
 render-time guards; and that the environment the pods receive is accepted by the connector's own
@@ -25,7 +26,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from connector.config import load_settings
+from connector.config import Settings, load_settings
 from connector.models import Platform
 from tests.deploy.deploy_support import (
     CHART_DIR,
@@ -33,29 +34,41 @@ from tests.deploy.deploy_support import (
     FULL_VALUES_SECRETS,
     NAMESPACE,
     RELEASE,
+    SPLIT_PIPELINES,
+    SPLIT_VALUES,
 )
 
 KUBERNETES_VERSIONS = ("1.25.0", "1.37.0")  # kubeVersion >=1.25 in Chart.yaml; the newest shipped
 CUSTOM_RESOURCE_GROUPS = ("monitoring.coreos.com/", "keda.sh/")
 DATA_DIR = "/var/lib/order-sync"
+SET_NAMES = ("default", "production", "full", "split")
 SECRET_ENV = re.compile(
     r"PASSWORD|SECRET|TOKEN|API_KEY|IDEMPOTENCY__URL|SASL_USERNAME|__USERNAME|CLIENT_ID|ORGANIZATION_ID"
 )
 
 
 @pytest.fixture(scope="module")
-def rendered_sets(default_manifests: Any, production_manifests: Any, full_manifests: Any) -> dict[str, Any]:
-    return {"default": default_manifests, "production": production_manifests, "full": full_manifests}
+def rendered_sets(
+    default_manifests: Any, production_manifests: Any, full_manifests: Any, split_manifests: Any
+) -> dict[str, Any]:
+    return {
+        "default": default_manifests,
+        "production": production_manifests,
+        "full": full_manifests,
+        "split": split_manifests,
+    }
 
 
 def _pod_env(
-    manifests: list[dict[str, Any]], existing_secret: dict[str, str] | None = None
+    manifests: list[dict[str, Any]],
+    existing_secret: dict[str, str] | None = None,
+    deployment: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """The ORDER_SYNC_* environment a pod gets from the ConfigMap and the Secret (envFrom)."""
+    """The environment a pod of `deployment` (default: the only one) gets from envFrom and env."""
     env: dict[str, str] = {}
     config_maps = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "ConfigMap"}
     secrets = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Secret"}
-    container = _container(manifests)
+    container = _container(deployment or _deployment(manifests))
     for source in container["envFrom"]:
         if "configMapRef" in source:
             env.update(config_maps[source["configMapRef"]["name"]]["data"])
@@ -73,28 +86,49 @@ def _pod_env(
     return env
 
 
+def _deployments(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in manifests if m["kind"] == "Deployment"]
+
+
 def _deployment(manifests: list[dict[str, Any]]) -> dict[str, Any]:
-    (deployment,) = [m for m in manifests if m["kind"] == "Deployment"]
+    (deployment,) = _deployments(manifests)
     return deployment
 
 
-def _container(manifests: list[dict[str, Any]]) -> dict[str, Any]:
-    (container,) = _deployment(manifests)["spec"]["template"]["spec"]["containers"]
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return container
+
+
+def _pod_settings(env: dict[str, str]) -> Settings:
+    """The connector's settings from a pod's environment.
+
+    Until the connector knows ORDER_SYNC_PIPELINES (the pipeline work), the variable split mode sets
+    is left out here and checked by test_split_pods_run_one_pipeline_each once it does.
+    """
+    if "pipelines" not in Settings.model_fields:
+        env = {k: v for k, v in env.items() if k != "ORDER_SYNC_PIPELINES"}
+    return load_settings(environ=env)
+
+
+def _by_name(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
 
 
 # --- lint and Kubernetes schemas -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("set_name", ["default", "production", "full"])
+@pytest.mark.parametrize("set_name", SET_NAMES)
 def test_helm_lint_reports_no_warning(helm: Any, production_values: dict[str, Any], set_name: str) -> None:
-    values = {"default": None, "production": production_values, "full": FULL_VALUES}[set_name]
-    report = helm.lint(str(CHART_DIR), values, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
+    values = {"default": None, "production": production_values, "full": FULL_VALUES, "split": SPLIT_VALUES}
+    report = helm.lint(
+        str(CHART_DIR), values[set_name], strict=True, namespace=NAMESPACE, kube_version="v1.30.0"
+    )
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert problems == [] and report["errors"] == []
 
 
-@pytest.mark.parametrize("set_name", ["default", "production", "full"])
+@pytest.mark.parametrize("set_name", SET_NAMES)
 @pytest.mark.parametrize("kube_version", KUBERNETES_VERSIONS)
 def test_rendered_objects_validate_against_kubernetes_schemas(
     rendered_sets: dict[str, Any], set_name: str, kube_version: str
@@ -113,44 +147,63 @@ def test_rendered_objects_validate_against_kubernetes_schemas(
 def test_default_install_renders_the_core_objects(default_manifests: list[dict[str, Any]]) -> None:
     kinds = sorted(m["kind"] for m in default_manifests)
     assert kinds == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"]
-    assert _deployment(default_manifests)["spec"]["replicas"] == 1
+    deployment = _deployment(default_manifests)
+    assert deployment["spec"]["replicas"] == 1
     assert all(m["metadata"]["name"] == RELEASE for m in default_manifests)
+    # A Deployment's selector is immutable: the default one keeps the selector of earlier releases.
+    assert deployment["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "order-sync",
+        "app.kubernetes.io/instance": RELEASE,
+    }
+    # It runs every pipeline: the connector's default when ORDER_SYNC_PIPELINES is unset.
+    assert "ORDER_SYNC_PIPELINES" not in _pod_env(default_manifests)
 
 
 def test_production_values_render_monitoring_and_keda_without_a_chart_secret(
     production_manifests: list[dict[str, Any]],
 ) -> None:
     kinds = sorted(m["kind"] for m in production_manifests)
-    assert kinds == [
-        "ConfigMap",
-        "ConfigMap",
-        "Deployment",
-        "PodDisruptionBudget",
-        "PrometheusRule",
-        "ScaledObject",
-        "Service",
-        "ServiceAccount",
-        "ServiceMonitor",
-        "TriggerAuthentication",
-    ]
-    deployment = _deployment(production_manifests)
-    assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
-    secret_refs = [
-        s["secretRef"]["name"] for s in _container(production_manifests)["envFrom"] if "secretRef" in s
-    ]
-    assert secret_refs == ["order-sync-credentials"]
+    per_pipeline = ["Deployment", "PodDisruptionBudget", "ScaledObject"]
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "ConfigMap",
+            "PrometheusRule",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor",
+            "TriggerAuthentication",
+        ]
+        + per_pipeline * 5
+    )
+    # The example splits the pipelines: Sellercloud, throttled by its hourly quota, runs on its own.
+    assert set(_by_name(production_manifests, "Deployment")) == {
+        f"{RELEASE}-{p}" for p in ("intake", "vucustom", "sellercloud", "elasticpath", "ventmere")
+    }
+    for deployment in _deployments(production_manifests):
+        assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
+        secret_refs = [s["secretRef"]["name"] for s in _container(deployment)["envFrom"] if "secretRef" in s]
+        assert secret_refs == ["order-sync-credentials"]
+    sellercloud = _by_name(production_manifests, "ScaledObject")[f"{RELEASE}-sellercloud"]
+    assert sellercloud["spec"]["maxReplicaCount"] == 2
+    (trigger,) = sellercloud["spec"]["triggers"]
+    assert trigger["metadata"]["consumerGroup"] == "order-sync.sellercloud"
 
 
 # --- the pod ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("set_name", ["default", "production", "full"])
+@pytest.mark.parametrize("set_name", SET_NAMES)
 def test_pod_runs_non_root_with_read_only_root_and_no_capabilities(
     rendered_sets: dict[str, Any], set_name: str
 ) -> None:
-    manifests = rendered_sets[set_name]
-    pod = _deployment(manifests)["spec"]["template"]["spec"]
-    container = _container(manifests)
+    for deployment in _deployments(rendered_sets[set_name]):
+        _assert_pod_is_locked_down(deployment)
+
+
+def _assert_pod_is_locked_down(deployment: dict[str, Any]) -> None:
+    pod = deployment["spec"]["template"]["spec"]
+    container = _container(deployment)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] > 0
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -163,29 +216,31 @@ def test_pod_runs_non_root_with_read_only_root_and_no_capabilities(
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
 
-@pytest.mark.parametrize("set_name", ["default", "production", "full"])
+@pytest.mark.parametrize("set_name", SET_NAMES)
 def test_probes_use_healthz_and_readyz_on_the_metrics_port(
     rendered_sets: dict[str, Any], set_name: str
 ) -> None:
     manifests = rendered_sets[set_name]
-    container = _container(manifests)
-    (port,) = container["ports"]
-    assert port["name"] == "http"
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    env = _pod_env(manifests, existing_secret={})
-    assert int(env["ORDER_SYNC_HTTP__PORT"]) == port["containerPort"]
+    for deployment in _deployments(manifests):
+        container = _container(deployment)
+        (port,) = container["ports"]
+        assert port["name"] == "http"
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        env = _pod_env(manifests, existing_secret={}, deployment=deployment)
+        assert int(env["ORDER_SYNC_HTTP__PORT"]) == port["containerPort"]
 
 
-@pytest.mark.parametrize("set_name", ["default", "production", "full"])
+@pytest.mark.parametrize("set_name", SET_NAMES)
 def test_termination_grace_outlasts_the_connector_shutdown_timeout(
     rendered_sets: dict[str, Any], set_name: str
 ) -> None:
     manifests = rendered_sets[set_name]
-    grace = _deployment(manifests)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    shutdown = float(_pod_env(manifests, existing_secret={})["ORDER_SYNC_SHUTDOWN_TIMEOUT_S"])
-    assert grace >= shutdown + 10
+    for deployment in _deployments(manifests):
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        env = _pod_env(manifests, existing_secret={}, deployment=deployment)
+        assert grace >= float(env["ORDER_SYNC_SHUTDOWN_TIMEOUT_S"]) + 10
 
 
 def test_sqlite_store_lives_on_a_writable_volume(default_manifests: list[dict[str, Any]]) -> None:
@@ -193,7 +248,7 @@ def test_sqlite_store_lives_on_a_writable_volume(default_manifests: list[dict[st
     url = env["ORDER_SYNC_IDEMPOTENCY__URL"]
     assert url.startswith("sqlite:///")
     path = url.removeprefix("sqlite:///")
-    container = _container(default_manifests)
+    container = _container(_deployment(default_manifests))
     (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
     assert mount["mountPath"] == DATA_DIR and not mount.get("readOnly", False)
     volumes = {v["name"]: v for v in _deployment(default_manifests)["spec"]["template"]["spec"]["volumes"]}
@@ -214,16 +269,26 @@ def test_config_change_rolls_the_pods(render: Any) -> None:
     assert changed_secret["checksum/secret"] != base["checksum/secret"]
 
 
-def test_selectors_match_the_pod_labels(full_manifests: list[dict[str, Any]], find: Any) -> None:
-    pod_labels = _deployment(full_manifests)["spec"]["template"]["metadata"]["labels"]
-    service = find(full_manifests, "Service")
-    pdb = find(full_manifests, "PodDisruptionBudget")
-    monitor = find(full_manifests, "ServiceMonitor")
-    assert service["spec"]["selector"].items() <= pod_labels.items()
-    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+@pytest.mark.parametrize("set_name", ["full", "split"])
+def test_selectors_match_the_pod_labels(rendered_sets: dict[str, Any], find: Any, set_name: str) -> None:
+    manifests = rendered_sets[set_name]
+    service = find(manifests, "Service")
+    monitor = find(manifests, "ServiceMonitor")
+    pdbs = _by_name(manifests, "PodDisruptionBudget")
+    pods = {
+        name: d["spec"]["template"]["metadata"]["labels"]
+        for name, d in _by_name(manifests, "Deployment").items()
+    }
+    assert set(pdbs) == set(pods)
+    for name, deployment in _by_name(manifests, "Deployment").items():
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        # Each Deployment and its PDB select their own pods and no other Deployment's.
+        assert [other for other, labels in pods.items() if selector.items() <= labels.items()] == [name]
+        assert pdbs[name]["spec"]["selector"]["matchLabels"] == selector
+        # One Service (one scrape job) covers the pods of every Deployment.
+        assert service["spec"]["selector"].items() <= pods[name].items()
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
-    assert _deployment(full_manifests)["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
 
 
 # --- the connector's configuration -----------------------------------------------------------------
@@ -272,10 +337,13 @@ def test_production_environment_is_accepted_by_the_connector(
         "ORDER_SYNC_PLATFORMS__VENTMERE__API_TOKEN": "t",
         "ORDER_SYNC_PLATFORMS__VENTMERE__ORGANIZATION_ID": "o",
     }
-    settings = load_settings(environ=_pod_env(production_manifests, existing_secret))
-    assert set(settings.platforms.enabled()) == set(Platform)
-    assert settings.platforms.elasticpath.auth_refresh_on == [401, 403]
-    assert settings.shutdown_timeout_s == 45
+    for deployment in _deployments(production_manifests):
+        settings = _pod_settings(_pod_env(production_manifests, existing_secret, deployment))
+        assert set(settings.platforms.enabled()) == set(Platform)
+        assert settings.platforms.elasticpath.auth_refresh_on == [401, 403]
+        assert settings.shutdown_timeout_s == 45
+        expected_inflight = 500 if deployment["metadata"]["name"].endswith("-sellercloud") else 2000
+        assert settings.max_inflight_events == expected_inflight
 
 
 def test_secrets_stay_out_of_the_config_map(full_manifests: list[dict[str, Any]], find: Any) -> None:
@@ -300,6 +368,9 @@ def test_secrets_stay_out_of_the_config_map(full_manifests: list[dict[str, Any]]
         ({"platforms": {"vucustom": {"enabled": "yes"}}}, "/platforms/vucustom/enabled"),
         ({"idempotency": {"url": "mysql://db/orders"}}, "/idempotency/url"),
         ({"replicas": 3}, "replicas"),
+        ({"pipelines": {"overrides": {"shopify": {}}}}, "shopify"),
+        ({"pipelines": {"overrides": {"sellercloud": {"replicas": 2}}}}, "replicas"),
+        ({"pipelines": {"split": "yes"}}, "/pipelines/split"),
     ],
     ids=[
         "replicaCount-string",
@@ -309,6 +380,9 @@ def test_secrets_stay_out_of_the_config_map(full_manifests: list[dict[str, Any]]
         "enabled-string",
         "store",
         "unknown-key",
+        "unknown-pipeline",
+        "override-typo",
+        "split-string",
     ],
 )
 def test_schema_rejects_wrong_values_through_helm(
@@ -338,6 +412,23 @@ def test_schema_rejects_wrong_values_through_helm(
         ({"kafka": {"securityProtocol": "SASL_SSL"}}, "kafka.sasl.mechanism"),
         ({"platforms": {"ventmere": {"enabled": True}}}, "platforms.ventmere.baseUrl"),
         ({"platforms": {"sellercloud": {"enabled": True}}}, "platforms.sellercloud.serverId"),
+        ({"pipelines": {"split": True}}, "share one idempotency store"),
+        (
+            {
+                "pipelines": {"split": True},
+                "existingSecret": "s",
+                "persistence": {"existingClaim": "data"},
+            },
+            "existingClaim",
+        ),
+        (
+            {
+                "pipelines": {"split": True, "overrides": {"intake": {"autoscaling": {"enabled": True}}}},
+                "keda": {"enabled": True},
+                "idempotency": {"url": "redis://r:6379/0"},
+            },
+            "order-sync-intake: enable at most one",
+        ),
     ],
     ids=[
         "sqlite-replicas",
@@ -347,6 +438,9 @@ def test_schema_rejects_wrong_values_through_helm(
         "sasl-mechanism",
         "ventmere-url",
         "sc-server",
+        "split-sqlite",
+        "split-claim",
+        "split-hpa-and-keda",
     ],
 )
 def test_render_refuses_unsafe_combinations(
@@ -386,19 +480,28 @@ def test_keda_scales_on_the_consumer_group_lag(full_manifests: list[dict[str, An
         "name": RELEASE,
     }
     assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"] == 12
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "kafka"
-    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
-    metadata = trigger["metadata"]
-    assert all(isinstance(v, str) for v in metadata.values()), "KEDA trigger metadata values are strings"
-    assert metadata["bootstrapServers"] == FULL_VALUES["kafka"]["bootstrapServers"]
-    assert (metadata["consumerGroup"], metadata["topic"]) == ("order-sync", "orders.changed")
-    assert int(metadata["lagThreshold"]) > 0
-    assert (metadata["sasl"], metadata["tls"], metadata["allowIdleConsumers"]) == (
-        "scram_sha256",
-        "enable",
-        "false",
-    )
+    # The one Deployment runs every pipeline: it scales on the lag of every group it consumes.
+    triggers = scaled["spec"]["triggers"]
+    assert sorted(t["metadata"]["consumerGroup"] for t in triggers) == [
+        "order-sync",
+        "order-sync.elasticpath",
+        "order-sync.sellercloud",
+        "order-sync.ventmere",
+        "order-sync.vucustom",
+    ]
+    for trigger in triggers:
+        assert trigger["type"] == "kafka"
+        assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+        metadata = trigger["metadata"]
+        assert all(isinstance(v, str) for v in metadata.values()), "KEDA trigger metadata values are strings"
+        assert metadata["bootstrapServers"] == FULL_VALUES["kafka"]["bootstrapServers"]
+        assert metadata["topic"] == "orders.changed"
+        assert int(metadata["lagThreshold"]) > 0
+        assert (metadata["sasl"], metadata["tls"], metadata["allowIdleConsumers"]) == (
+            "scram_sha256",
+            "enable",
+            "false",
+        )
     refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
     assert refs == {
         "username": (RELEASE, "ORDER_SYNC_KAFKA__SASL_USERNAME"),
@@ -418,6 +521,7 @@ def test_prometheus_rule_structure(full_manifests: list[dict[str, Any]], find: A
         "OrderSyncDeliveryFailureRatioHigh",
         "OrderSyncDeadLetterQueueGrowing",
         "OrderSyncConsumerLagGrowing",
+        "OrderSyncPipelineBackpressured",
         "OrderSyncCircuitOpen",
         "OrderSyncNotReady",
         "OrderSyncTargetDown",
@@ -458,3 +562,100 @@ def test_dashboard_config_map_carries_the_dashboard_file(
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = json.loads((CHART_DIR / "dashboards" / "order-sync.json").read_text(encoding="utf-8"))
     assert json.loads(config_map["data"]["order-sync.json"]) == shipped
+
+
+# --- split mode: one Deployment per pipeline -------------------------------------------------------
+
+
+def _split_deployment(manifests: list[dict[str, Any]], pipeline: str) -> dict[str, Any]:
+    return _by_name(manifests, "Deployment")[f"{RELEASE}-{pipeline}"]
+
+
+def test_split_renders_one_deployment_per_enabled_pipeline(split_manifests: list[dict[str, Any]]) -> None:
+    deployments = _by_name(split_manifests, "Deployment")
+    assert sorted(deployments) == sorted(f"{RELEASE}-{p}" for p in SPLIT_PIPELINES)
+    for pipeline in SPLIT_PIPELINES:
+        deployment = _split_deployment(split_manifests, pipeline)
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == pipeline
+        env = _pod_env(split_manifests, deployment=deployment)
+        assert env["ORDER_SYNC_PIPELINES"] == pipeline
+        assert env["TZ"] == "UTC", "the top-level extraEnv reaches every Deployment"
+        # One ConfigMap and one Secret for all: the Deployments differ only in what they run.
+        assert [
+            s.get("configMapRef", s.get("secretRef"))["name"] for s in _container(deployment)["envFrom"]
+        ] == [
+            RELEASE,
+            RELEASE,
+        ]
+
+
+def test_split_overrides_reach_only_their_pipeline(split_manifests: list[dict[str, Any]]) -> None:
+    sellercloud = _split_deployment(split_manifests, "sellercloud")
+    intake = _split_deployment(split_manifests, "intake")
+    # Laid over the top-level resources key by key: the requests stay, the limits are its own.
+    assert _container(sellercloud)["resources"] == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"memory": "1Gi"},
+    }
+    assert _container(intake)["resources"]["limits"] == {"memory": "512Mi"}
+    assert _pod_env(split_manifests, deployment=sellercloud)["ORDER_SYNC_MAX_INFLIGHT_EVENTS"] == "100"
+    assert _pod_env(split_manifests, deployment=intake)["ORDER_SYNC_MAX_INFLIGHT_EVENTS"] == "1000"
+    pdbs = _by_name(split_manifests, "PodDisruptionBudget")
+    assert pdbs[f"{RELEASE}-sellercloud"]["spec"]["maxUnavailable"] == 0
+    assert pdbs[f"{RELEASE}-intake"]["spec"]["maxUnavailable"] == 1
+
+
+def test_split_keda_scales_each_deployment_on_its_own_group(
+    split_manifests: list[dict[str, Any]], find: Any
+) -> None:
+    scaled = _by_name(split_manifests, "ScaledObject")
+    assert sorted(scaled) == sorted(f"{RELEASE}-{p}" for p in SPLIT_PIPELINES)
+    auth = find(split_manifests, "TriggerAuthentication")
+    for pipeline in SPLIT_PIPELINES:
+        name = f"{RELEASE}-{pipeline}"
+        spec = scaled[name]["spec"]
+        assert spec["scaleTargetRef"]["name"] == name
+        (trigger,) = spec["triggers"]
+        group = "order-sync" if pipeline == "intake" else f"order-sync.{pipeline}"
+        assert trigger["metadata"]["consumerGroup"] == group
+        assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+        assert spec["maxReplicaCount"] == (2 if pipeline == "sellercloud" else 12)
+        assert "replicas" not in _split_deployment(split_manifests, pipeline)["spec"]
+
+
+def test_split_pipeline_can_leave_keda_for_a_fixed_count_or_cpu(render: Any) -> None:
+    values = {
+        **SPLIT_VALUES,
+        "pipelines": {
+            "split": True,
+            "overrides": {
+                "intake": {"keda": {"enabled": False}, "replicaCount": 2},
+                "vucustom": {"keda": {"enabled": False}, "autoscaling": {"enabled": True, "maxReplicas": 3}},
+            },
+        },
+    }
+    manifests = render(values)
+    assert _split_deployment(manifests, "intake")["spec"]["replicas"] == 2
+    assert "replicas" not in _split_deployment(manifests, "vucustom")["spec"]
+    (hpa,) = _by_name(manifests, "HorizontalPodAutoscaler").values()
+    assert hpa["spec"]["scaleTargetRef"]["name"] == f"{RELEASE}-vucustom"
+    assert hpa["spec"]["maxReplicas"] == 3
+    assert sorted(_by_name(manifests, "ScaledObject")) == [f"{RELEASE}-elasticpath", f"{RELEASE}-sellercloud"]
+    for kube_version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(hpa, kube_version, strict=True)
+
+
+def test_split_spreads_each_deployment_over_zones(split_manifests: list[dict[str, Any]]) -> None:
+    for deployment in _deployments(split_manifests):
+        (constraint,) = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        assert constraint["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_split_pods_run_one_pipeline_each(split_manifests: list[dict[str, Any]]) -> None:
+    if "pipelines" not in Settings.model_fields:
+        pytest.skip("the connector has no ORDER_SYNC_PIPELINES setting yet (the pipeline work adds it)")
+    for pipeline in SPLIT_PIPELINES:
+        env = _pod_env(split_manifests, deployment=_split_deployment(split_manifests, pipeline))
+        settings = load_settings(environ=env)
+        assert settings.pipelines == [pipeline]

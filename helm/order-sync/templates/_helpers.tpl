@@ -22,11 +22,73 @@
 {{- end }}
 
 {{- define "order-sync.labels" -}}
+{{ include "order-sync.commonLabels" . }}
+app.kubernetes.io/component: connector
+{{- end }}
+
+{{- define "order-sync.commonLabels" -}}
 helm.sh/chart: {{ include "order-sync.chart" . }}
 {{ include "order-sync.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/component: connector
+{{- end }}
+
+{{/*
+Labels of one Deployment's objects (called with dict "root" $ "deployment" item). In split mode
+the component names the pipeline, so each Deployment, PDB and autoscaler selects only its own
+pods; the default Deployment keeps the selector it always had (a Deployment's selector cannot
+change on upgrade).
+*/}}
+{{- define "order-sync.deploymentLabels" -}}
+{{ include "order-sync.commonLabels" .root }}
+app.kubernetes.io/component: {{ default "connector" .deployment.pipeline }}
+{{- end }}
+
+{{- define "order-sync.deploymentSelectorLabels" -}}
+{{ include "order-sync.selectorLabels" .root }}
+{{- with .deployment.pipeline }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Deployments of this release as YAML {items: [...]}: by default one that runs every pipeline;
+with pipelines.split one for the intake and one per enabled platform. Each item has its object
+name, its pipeline ("" = all), the consumer groups it reads (KEDA scales on their lag) and its
+values: the top-level replicaCount, resources, autoscaling, keda, podDisruptionBudget and extraEnv
+with the pipeline's overrides laid over them key by key (extraEnv appended).
+*/}}
+{{- define "order-sync.deployments" -}}
+{{- $fullname := include "order-sync.fullname" . }}
+{{- $groupId := .Values.kafka.groupId }}
+{{- $base := dict "replicaCount" .Values.replicaCount "resources" .Values.resources "autoscaling" .Values.autoscaling "keda" .Values.keda "podDisruptionBudget" .Values.podDisruptionBudget "extraEnv" .Values.extraEnv }}
+{{- $enabled := list }}
+{{- range $name, $cfg := .Values.platforms }}{{ if $cfg.enabled }}{{ $enabled = append $enabled $name }}{{ end }}{{ end }}
+{{- $items := list }}
+{{- if .Values.pipelines.split }}
+{{- range $pipeline := prepend $enabled "intake" }}
+{{- $values := deepCopy $base }}
+{{- range $key, $value := (get $.Values.pipelines.overrides $pipeline | default dict) }}
+{{- if eq $key "extraEnv" }}
+{{- $_ := set $values $key (concat $.Values.extraEnv $value) }}
+{{- else if kindIs "map" $value }}
+{{- $section := deepCopy (get $base $key) }}
+{{- range $k, $v := $value }}{{ $_ := set $section $k $v }}{{ end }}
+{{- $_ := set $values $key $section }}
+{{- else }}
+{{- $_ := set $values $key $value }}
+{{- end }}
+{{- end }}
+{{- $group := eq $pipeline "intake" | ternary $groupId (printf "%s.%s" $groupId $pipeline) }}
+{{- $name := printf "%s-%s" $fullname $pipeline | trunc 63 | trimSuffix "-" }}
+{{- $items = append $items (dict "name" $name "pipeline" $pipeline "groups" (list $group) "values" $values) }}
+{{- end }}
+{{- else }}
+{{- $groups := list $groupId }}
+{{- range $enabled }}{{ $groups = append $groups (printf "%s.%s" $groupId .) }}{{ end }}
+{{- $items = append $items (dict "name" $fullname "pipeline" "" "groups" $groups "values" $base) }}
+{{- end }}
+{{- toYaml (dict "items" $items) }}
 {{- end }}
 
 {{- define "order-sync.selectorLabels" -}}
@@ -100,6 +162,19 @@ ventmere: [apiToken, organizationId]
 {{- end }}
 {{- if and .Values.platforms.sellercloud.enabled (not (or .Values.platforms.sellercloud.baseUrl .Values.platforms.sellercloud.serverId)) }}
 {{- fail "platforms.sellercloud.serverId (or baseUrl) is required when sellercloud is enabled" }}
+{{- end }}
+{{- if .Values.pipelines.split }}
+{{- if and (not .Values.existingSecret) (hasPrefix "sqlite" (lower .Values.idempotency.url)) }}
+{{- fail "pipelines.split runs the intake and each platform in pods of their own, which must share one idempotency store: set idempotency.url to a redis:// or postgresql:// URL (SQLite is per pod)" }}
+{{- end }}
+{{- if .Values.persistence.existingClaim }}
+{{- fail "persistence.existingClaim holds a single SQLite file: it cannot be shared by the Deployments of pipelines.split" }}
+{{- end }}
+{{- end }}
+{{- range (include "order-sync.deployments" . | fromYaml).items }}
+{{- if and .values.autoscaling.enabled .values.keda.enabled }}
+{{- fail (printf "autoscaling.enabled and keda.enabled both scale the Deployment %s: enable at most one" .name) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
