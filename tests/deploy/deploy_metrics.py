@@ -45,23 +45,6 @@ def exposed_series() -> dict[str, frozenset[str]]:
     return series
 
 
-def has_pipeline_metrics() -> bool:
-    """Whether the connector labels its consumer metrics by pipeline (one group per platform).
-
-    Until it does, tests written for those metrics are expected to fail (strict xfail: should one
-    pass, it is reported as a failure); once it does, they run as ordinary tests.
-    """
-    return "pipeline" in exposed_series().get("order_sync_inflight_events", frozenset())
-
-
-#: For tests that need the connector's per-pipeline metrics.
-needs_pipeline_metrics = pytest.mark.xfail(
-    not has_pipeline_metrics(),
-    reason="the connector's metrics have no `pipeline` label yet (the pipeline-per-platform work adds it)",
-    strict=True,
-)
-
-
 def tool(name: str) -> str:
     """The path of a Prometheus binary, or a skip saying how to install it."""
     path = shutil.which(name)

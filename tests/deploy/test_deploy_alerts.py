@@ -22,7 +22,6 @@ from tests.deploy.deploy_metrics import (
     SCRAPE_SERIES,
     TARGET_LABELS,
     exposed_series,
-    needs_pipeline_metrics,
     tool,
 )
 
@@ -89,7 +88,6 @@ def test_rule_tests_cover_every_alert_firing_and_silent(
     assert firing == alerts, f"no firing case for {sorted(alerts - firing)}"
 
 
-@needs_pipeline_metrics
 def test_rule_tests_feed_the_series_the_connector_exposes(rule_tests: dict[str, Any]) -> None:
     exposed = exposed_series()
     for group in rule_tests["tests"]:

@@ -26,7 +26,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from connector.config import Settings, load_settings
+from connector.config import load_settings
 from connector.models import Platform
 from tests.deploy.deploy_support import (
     CHART_DIR,
@@ -98,17 +98,6 @@ def _deployment(manifests: list[dict[str, Any]]) -> dict[str, Any]:
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return container
-
-
-def _pod_settings(env: dict[str, str]) -> Settings:
-    """The connector's settings from a pod's environment.
-
-    Until the connector knows ORDER_SYNC_PIPELINES (the pipeline work), the variable split mode sets
-    is left out here and checked by test_split_pods_run_one_pipeline_each once it does.
-    """
-    if "pipelines" not in Settings.model_fields:
-        env = {k: v for k, v in env.items() if k != "ORDER_SYNC_PIPELINES"}
-    return load_settings(environ=env)
 
 
 def _by_name(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -338,7 +327,7 @@ def test_production_environment_is_accepted_by_the_connector(
         "ORDER_SYNC_PLATFORMS__VENTMERE__ORGANIZATION_ID": "o",
     }
     for deployment in _deployments(production_manifests):
-        settings = _pod_settings(_pod_env(production_manifests, existing_secret, deployment))
+        settings = load_settings(environ=_pod_env(production_manifests, existing_secret, deployment))
         assert set(settings.platforms.enabled()) == set(Platform)
         assert settings.platforms.elasticpath.auth_refresh_on == [401, 403]
         assert settings.shutdown_timeout_s == 45
@@ -653,8 +642,6 @@ def test_split_spreads_each_deployment_over_zones(split_manifests: list[dict[str
 
 
 def test_split_pods_run_one_pipeline_each(split_manifests: list[dict[str, Any]]) -> None:
-    if "pipelines" not in Settings.model_fields:
-        pytest.skip("the connector has no ORDER_SYNC_PIPELINES setting yet (the pipeline work adds it)")
     for pipeline in SPLIT_PIPELINES:
         env = _pod_env(split_manifests, deployment=_split_deployment(split_manifests, pipeline))
         settings = load_settings(environ=env)

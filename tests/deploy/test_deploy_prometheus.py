@@ -24,7 +24,7 @@ import pytest
 from connector.broker import EmbeddedBroker
 from connector.models import Platform
 from connector.simulators.server import SimulatorSuite
-from tests.deploy.deploy_metrics import has_pipeline_metrics, tool
+from tests.deploy.deploy_metrics import tool
 from tests.deploy.deploy_prometheus import PrometheusServer, ScrapeTarget, has_finite_value
 from tests.deploy.deploy_support import NAMESPACE, PanelQuery, dashboard_queries, load_dashboard
 from tests.support.events import encode, make_event
@@ -224,12 +224,4 @@ async def test_every_dashboard_query_returns_data_from_a_live_connector(
     await prometheus.wait_until(rules_evaluated, 10, "every alert rule evaluated")
     unhealthy = [(r["name"], r.get("lastError")) for r in await prometheus.rules() if r["health"] != "ok"]
     assert not unhealthy, f"alert rules that do not evaluate: {unhealthy}"
-    if has_pipeline_metrics():
-        assert not problems, f"dashboard queries without data: {problems}"
-    else:
-        # Only the per-pipeline views may come up empty until the connector labels by pipeline.
-        pipeline_views = {"pipeline"} | {
-            str(q) for q in dashboard_queries(dashboard) if "{{pipeline}}" in q.legend
-        }
-        assert set(problems) <= pipeline_views, f"dashboard queries without data: {problems}"
-        pytest.xfail(f"no `pipeline` label on the connector's metrics yet; empty: {sorted(problems)}")
+    assert not problems, f"dashboard queries without data: {problems}"
