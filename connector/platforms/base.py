@@ -56,7 +56,8 @@ class Verdict(StrEnum):
 
     #: 2xx: the change is applied.
     APPLIED = "applied"
-    #: Worth another attempt later (408, 429, 5xx, timeout, connection error).
+    #: Worth another attempt later (5xx, timeout, connection error, and the statuses the platform's
+    #: adapter calls retryable: 408, 429, Elastic Path's 409).
     RETRY = "retry"
     #: The platform refused the request for good.
     REJECT = "reject"
