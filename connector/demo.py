@@ -258,6 +258,16 @@ async def _run(
         f"DLQ: {sum(tally.dlq.values())} ({reasons or 'none'}), "
         f"{elapsed:.1f}s ({deliveries / elapsed:.0f} deliveries/s)"
     )
+    registry = connector.metrics.registry
+    held = {
+        p.value: registry.get_sample_value("order_sync_throttled_seconds_total", {"platform": p.value}) or 0.0
+        for p in Platform
+    }
+    if any(held.values()):
+        console.print(
+            "held by platform-wide throttles (order_sync_throttled_seconds_total): "
+            + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in held.items() if seconds)
+        )
     console.print(f"metrics were served at http://127.0.0.1:{http_port}/metrics; connector log: {log_path}")
     if summary_json is not None:
         summary = {

@@ -72,7 +72,10 @@ async def test_a_platform_wide_throttle_holds_every_request_until_its_reset_and_
         until = first.notes["limited_until"]
         early += [e for e in log if first.answered_at + IN_FLIGHT_SLACK_S < e.at < until and e.status == 429]
     assert early == [], f"{len(early)} requests were sent inside a throttle window"
-    held = metrics.throttled_seconds.labels("sellercloud")._value.get()
+    held = metrics.registry.get_sample_value(
+        "order_sync_throttled_seconds_total", {"platform": "sellercloud"}
+    )
+    assert held is not None
     windows = len({e.notes["limited_until"] for e in refused})
     print(
         f"\n{deliveries} Sellercloud deliveries through {windows} throttle windows of {hold_s}s:"
