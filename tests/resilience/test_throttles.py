@@ -77,6 +77,13 @@ async def test_sellercloud_throttle_holds_every_request_until_its_reset_time(
     for platform in Platform:
         arrivals = [e.at for e in suite[platform].log]
         spans[platform.value] = max(arrivals) - min(arrivals)
+    # Isolation, as an order of events rather than a speed: the other platforms were done before
+    # Sellercloud's first throttle window (2 s) had even ended.
+    first_window_ended = min(e.notes["limited_until"] for e in refused)
+    for platform in Platform:
+        if platform is not Platform.SELLERCLOUD:
+            last = max(e.at for e in suite[platform].log)
+            assert last < first_window_ended, f"{platform.value} was still sending in Sellercloud's throttle"
     latency = {
         p.value: statistics.median(r["duration_ms"] for r in results if r["platform"] == p.value)
         for p in Platform
