@@ -90,9 +90,12 @@ class PlatformDispatcher:
                 # would leave together when slots free up, faster than RATE_LIMIT_RPS.
                 wait_started = time.monotonic()
                 await self._bucket.acquire()
-                # A throttle answered while this request queued holds it too: nothing is sent
-                # between a platform-wide refusal and its reset time but what was already sent.
-                await self._hold.wait()
+                while self._hold.held:
+                    # A throttle answered while this request queued holds it too: nothing is sent
+                    # between a platform-wide refusal and its reset time but what was already sent.
+                    # Its token is spent: sent late, it would add to the burst after the hold.
+                    await self._hold.wait()
+                    await self._bucket.acquire()
                 waited += time.monotonic() - wait_started
                 sent_at = time.monotonic()
                 try:
@@ -112,7 +115,9 @@ class PlatformDispatcher:
                 # The platform answered (it is up) and throttles everyone: hold them all, charge nobody.
                 self.circuit.record_success()
                 # An adapter names the reset time; without one, a second keeps this from spinning.
-                self._hold.hold_for(attempt.retry_after or 1.0)
+                hold_s = attempt.retry_after or 1.0
+                self._hold.hold_for(hold_s)
+                self._bucket.pause(hold_s)
                 self._metrics.retries.labels(self.platform.value, "throttled").inc()
                 log.info(
                     "platform throttled: %s",

@@ -84,3 +84,37 @@ async def test_a_platform_wide_throttle_holds_every_request_until_its_reset_and_
         f" most requests in any {hold_s}s: {max_in_window([e.at for e in log], hold_s)}"
     )
     assert held >= windows * hold_s * 0.5
+
+
+async def test_after_a_platform_wide_throttle_requests_leave_at_the_rate_not_together(
+    suite: SimulatorSuite, transport: Transport
+) -> None:
+    rate, burst = 20.0, 2.0
+    suite.sellercloud.limit = ThrottleAfterEvery(8, 0.5)
+    settings = {"rate_limit_rps": rate, "rate_limit_burst": burst, "max_concurrency": 16}
+    adapter = sellercloud(suite, transport, **settings)
+    metrics = Metrics()
+    dispatcher = PlatformDispatcher(
+        adapter, suite.platform_settings(Platform.SELLERCLOUD, **settings), metrics
+    )
+    deliveries = 40
+    reports = await asyncio.wait_for(
+        asyncio.gather(
+            *(dispatcher.deliver(sellercloud_request(adapter, 800 + n)) for n in range(deliveries))
+        ),
+        60,
+    )
+    assert {r.outcome for r in reports} == {Outcome.APPLIED}
+    arrivals = [e.at for e in suite.sellercloud.log]
+    assert any(e.status == 429 for e in suite.sellercloud.log), "the throttle never refused a request"
+    worst = {}
+    for window_s in (0.1, 0.25, 0.5, 1.0):
+        seen = max_in_window(arrivals, window_s)
+        # The first request also fetched a token (uncounted here); arrivals jitter by a few ms.
+        bound = burst + rate * (window_s + 0.05)
+        assert seen <= bound, f"{seen} requests within {window_s}s; the bucket allows {bound:.1f}"
+        worst[window_s] = seen
+    print(
+        f"\n{rate:g} rps, burst {burst:g}, throttled 0.5 s after every 8th:"
+        f" most requests in any window {worst}"
+    )

@@ -158,6 +158,19 @@ class TokenBucket:
         if retry_after_s is not None and retry_after_s > 0:
             self._updated = max(self._updated, now + min(retry_after_s, self._max_hold_s))
 
+    def pause(self, seconds: float) -> None:
+        """The platform refuses every request for `seconds` (a platform-wide throttle).
+
+        Nothing is handed out or accrues until then, and the saved-up burst is forfeited: the
+        requests that waited leave at the rate, not together. The rate itself is not lowered.
+        """
+        if self._rate == 0 or seconds <= 0:
+            return
+        now = self._clock()
+        self._refill(now)
+        self._tokens = min(self._tokens, 0.0)
+        self._updated = max(self._updated, now + min(seconds, self._max_hold_s))
+
     def on_success(self) -> None:
         """A request went through; creep back toward the configured rate."""
         if self._rate == 0:

@@ -301,6 +301,18 @@ def test_retry_after_pauses_every_acquisition() -> None:
     assert granted == pytest.approx([7.02, 7.04, 7.06], abs=SLACK_S)
 
 
+def test_pause_holds_every_acquisition_then_resumes_at_the_same_rate_without_a_burst() -> None:
+    async def scenario() -> tuple[list[float], float]:
+        bucket = virtual_bucket(100, 10)
+        await asyncio.sleep(5)  # full bucket: ten saved up
+        bucket.pause(2.0)
+        return await acquire_all(bucket, 3), bucket.effective_rate_per_s
+
+    granted, rate = run_virtual(scenario())
+    assert granted == pytest.approx([7.01, 7.02, 7.03], abs=SLACK_S)
+    assert rate == 100
+
+
 def test_retry_after_pause_is_capped() -> None:
     async def scenario() -> float:
         bucket = virtual_bucket(100, 1, max_hold_s=30)
