@@ -109,8 +109,10 @@ class Simulators:
             for key, value in simulator.connector_settings(base_url).items():
                 env[f"{ENV_PREFIX}PLATFORMS__{platform.value.upper()}__{key.upper()}"] = value
         # The simulators enforce no request rate, and neither the naive loop nor the limit has one:
-        # Elastic Path's production default (100 rps) would cap every event at 100/s.
+        # Elastic Path's production default (100 rps) would cap every event at 100/s, Sellercloud's
+        # (3 rps, its hourly quota) at 3/s.
         env[f"{ENV_PREFIX}PLATFORMS__ELASTICPATH__RATE_LIMIT_RPS"] = "0"
+        env[f"{ENV_PREFIX}PLATFORMS__SELLERCLOUD__RATE_LIMIT_RPS"] = "0"
         return env
 
     async def stop(self) -> None:

@@ -143,6 +143,12 @@ class PlatformSettings(_Section):
     rate_limit_rps: float = Field(
         default=0, ge=0, description="Token-bucket rate limit in requests per second; 0 is unlimited."
     )
+    rate_limit_burst: float | None = Field(
+        default=None,
+        ge=1,
+        description="Requests the token bucket lets through at once after a quiet spell; unset is one"
+        " second's worth of RATE_LIMIT_RPS.",
+    )
     timeout_s: float = Field(default=10, gt=0, description="Timeout of one request.")
     max_attempts: int = Field(default=8, ge=1, description="Attempts per delivery before it is exhausted.")
     retry_budget_s: float = Field(
@@ -190,6 +196,16 @@ class SellercloudSettings(PlatformSettings):
     server_id: str | None = Field(
         default=None, description="Fills the default BASE_URL https://{server_id}.api.sellercloud.com/rest."
     )
+    rate_limit_rps: float = Field(
+        default=3,
+        ge=0,
+        description="Sellercloud's quota, 10,800 requests per hour per client IP, spread evenly.",
+    )
+    rate_limit_burst: float | None = Field(
+        default=1,
+        ge=1,
+        description="No burst: at 3 requests per second the hourly quota leaves room for none.",
+    )
     username: str | None = Field(default=None, description="User for the JWT from POST /api/token.")
     password: SecretStr | None = Field(default=None, description="Password for the JWT (secret).")
     token_refresh_margin_s: float = Field(
@@ -207,7 +223,11 @@ class SellercloudSettings(PlatformSettings):
 
 class ElasticPathSettings(PlatformSettings):
     base_url: str | None = Field(default="https://useast.api.elasticpath.com", description="API base URL.")
-    rate_limit_rps: float = Field(default=100, ge=0, description="Elastic Path's published limit.")
+    rate_limit_rps: float = Field(
+        default=100,
+        ge=0,
+        description="Elastic Path's published limit for production stores; development stores allow 25.",
+    )
     client_id: str | None = Field(default=None, description="Client-credentials client id.")
     client_secret: SecretStr | None = Field(default=None, description="Client-credentials secret (secret).")
     token_refresh_margin_s: float = Field(

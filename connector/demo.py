@@ -26,8 +26,14 @@ from connector.logs import JsonFormatter
 from connector.models import Outcome, Platform
 from connector.redaction import Redactor, secrets_of
 from connector.samples import SampleSet, generate
+from connector.simulators.limits import RequestsPerSecond, WindowQuota
 from connector.simulators.server import SimulatorSuite
 
+#: `--chaos`: Sellercloud's quota shape (so many requests, then 429 until the window's end), in
+#: seconds instead of an hour, and an Elastic Path development store's per-second limit.
+CHAOS_SELLERCLOUD_QUOTA = 100
+CHAOS_SELLERCLOUD_WINDOW_S = 2.0
+CHAOS_ELASTICPATH_STORE_RPS = 25.0
 TOPIC_NAMES = ("orders.changed", "orders.sync.succeeded", "orders.sync.failed", "orders.changed.dlq")
 
 
@@ -68,16 +74,23 @@ def _settings(env: dict[str, str], store: Path, http_port: int) -> Settings:
 
 
 def _chaos(suite: SimulatorSuite) -> list[str]:
-    """Turn on faults a newcomer should see handled; return what was turned on."""
+    """Turn on faults and platform limits a newcomer should see handled; return what was turned on."""
     suite.sellercloud.faults.outage_for(6.0)
-    suite.elasticpath.faults.update(rate_limit_every=7, retry_after_s=1)
+    # Sellercloud's hourly quota (10,800 requests, then 429 until its reset time), scaled down to
+    # seconds so that a demo meets it; the demo's connector does not pace Sellercloud itself.
+    suite.sellercloud.limit = WindowQuota(CHAOS_SELLERCLOUD_QUOTA, CHAOS_SELLERCLOUD_WINDOW_S)
+    # A development store's limit, a quarter of the 100 requests/s the connector is configured for.
+    suite.elasticpath.limit = RequestsPerSecond(CHAOS_ELASTICPATH_STORE_RPS)
     suite.vucustom.faults.update(error_rate=0.05)
     suite.ventmere.faults.update(latency_s=0.005, jitter_s=0.02)
     for simulator in (suite.sellercloud, suite.elasticpath):
         simulator.tokens.lifetime_s = 5.0
     return [
         "Sellercloud: 503 outage for the first 6 s (circuit breaker opens, deliveries wait)",
-        "Elastic Path: 429 with Retry-After: 1 on every 7th request",
+        f"Sellercloud: quota of {CHAOS_SELLERCLOUD_QUOTA} requests per {CHAOS_SELLERCLOUD_WINDOW_S:g} s, then"
+        " 429 until its RateLimitResetTime (every Sellercloud request is held until then)",
+        f"Elastic Path: a development store allowing {CHAOS_ELASTICPATH_STORE_RPS:g} requests/s, 429 beyond"
+        " (the connector, set for 100, settles just under it)",
         "VU Custom: 5% of requests answer 500",
         "Ventmere: 5-25 ms latency",
         "Sellercloud and Elastic Path: tokens live 5 s (refreshed before expiry and on 401)",
@@ -245,6 +258,16 @@ async def _run(
         f"DLQ: {sum(tally.dlq.values())} ({reasons or 'none'}), "
         f"{elapsed:.1f}s ({deliveries / elapsed:.0f} deliveries/s)"
     )
+    registry = connector.metrics.registry
+    held = {
+        p.value: registry.get_sample_value("order_sync_throttled_seconds_total", {"platform": p.value}) or 0.0
+        for p in Platform
+    }
+    if any(held.values()):
+        console.print(
+            "held by platform-wide throttles (order_sync_throttled_seconds_total): "
+            + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in held.items() if seconds)
+        )
     console.print(f"metrics were served at http://127.0.0.1:{http_port}/metrics; connector log: {log_path}")
     if summary_json is not None:
         summary = {

@@ -1,8 +1,10 @@
 """Runs one platform's requests under its limits: circuit breaker, rate limit, concurrency, retries.
 
 The dispatcher turns an already-built request into a `DeliveryReport`. It never fails a delivery
-because the platform is down: while the circuit is open, deliveries wait (and their time
-waiting is not charged to their retry budget).
+because the platform is down or throttles all requests: while the circuit is open, or while the
+adapter's `classify` reported a platform-wide throttle, deliveries wait (and their time waiting
+is charged neither to their retry budget nor, for a throttle, to their attempts). What an answer
+means is the adapter's to say (`Attempt`); the dispatcher only acts on it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from dataclasses import dataclass
 from connector.config import PlatformSettings
 from connector.metrics import Metrics
 from connector.models import ErrorCategory, Outcome, Platform, ResultError
-from connector.platforms.base import Attempt, PlatformAdapter, PlatformRequest, Verdict
-from connector.policies import CircuitBreaker, CircuitState, RetryPolicy, TokenBucket
+from connector.platforms.base import Attempt, PlatformAdapter, PlatformRequest, Verdict, WaitScope
+from connector.policies import CircuitBreaker, CircuitState, PlatformHold, RetryPolicy, TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,8 @@ class PlatformDispatcher:
         self.platform: Platform = adapter.platform
         self._metrics = metrics
         self._retry = RetryPolicy.from_settings(settings)
-        self._bucket = TokenBucket(settings.rate_limit_rps)
+        self._bucket = TokenBucket.from_settings(settings)
+        self._hold = PlatformHold(on_hold_added=metrics.throttled_seconds.labels(self.platform.value).inc)
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._circuit_gauge = metrics.circuit_open.labels(self.platform.value)
         self._circuit_gauge.set(0)
@@ -80,12 +83,19 @@ class PlatformDispatcher:
         while True:
             wait_started = time.monotonic()
             await self.circuit.wait_until_allowed()
+            await self._hold.wait()
             waited += time.monotonic() - wait_started
             async with self._slots:
                 # A token is taken only once a slot is held: tokens taken while queued for a slot
                 # would leave together when slots free up, faster than RATE_LIMIT_RPS.
                 wait_started = time.monotonic()
                 await self._bucket.acquire()
+                while self._hold.held:
+                    # A throttle answered while this request queued holds it too: nothing is sent
+                    # between a platform-wide refusal and its reset time but what was already sent.
+                    # Its token is spent: sent late, it would add to the burst after the hold.
+                    await self._hold.wait()
+                    await self._bucket.acquire()
                 waited += time.monotonic() - wait_started
                 sent_at = time.monotonic()
                 try:
@@ -100,8 +110,22 @@ class PlatformDispatcher:
                     self.circuit.record_released()
                     raise
                 self._request_seconds.observe(time.monotonic() - sent_at)
-            attempts += 1
             self._count_request(attempt)
+            if attempt.verdict is Verdict.RETRY and attempt.wait_scope is WaitScope.PLATFORM:
+                # The platform answered (it is up) and throttles everyone: hold them all, charge nobody.
+                self.circuit.record_success()
+                # An adapter names the reset time; without one, a second keeps this from spinning.
+                hold_s = attempt.retry_after or 1.0
+                self._hold.hold_for(hold_s)
+                self._bucket.pause(hold_s)
+                self._metrics.retries.labels(self.platform.value, "throttled").inc()
+                log.info(
+                    "platform throttled: %s",
+                    attempt.message,
+                    extra={"platform": self.platform.value, "status_code": attempt.status_code},
+                )
+                continue
+            attempts += 1
             if attempt.verdict is Verdict.APPLIED:
                 self.circuit.record_success()
                 self._bucket.on_success()
@@ -111,7 +135,7 @@ class PlatformDispatcher:
                 self.circuit.record_success()
                 return DeliveryReport(Outcome.REJECTED, attempt.status_code, attempts, _error_from(attempt))
             self.circuit.record_failure()
-            if attempt.status_code == 429:
+            if attempt.slow_down:
                 self._bucket.throttle(attempt.retry_after)
             elapsed = time.monotonic() - started - waited
             decision = self._retry.next_delay(attempts, elapsed, attempt.retry_after)

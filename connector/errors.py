@@ -6,6 +6,7 @@ boundary where they arise; code above the boundaries only sees this tree.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import ClassVar
 
@@ -85,20 +86,14 @@ class PlatformConnectionError(TransportError):
 
 
 class AuthFlowError(OrderSyncError):
-    """A token endpoint refused the configured credentials (retrying cannot help)."""
+    """A token endpoint answered an error status; the platform's adapter decides whether retrying helps."""
 
-    def __init__(self, message: str, status_code: int | None = None, excerpt: str = "") -> None:
+    def __init__(self, message: str, status_code: int, headers: Mapping[str, str], body: bytes) -> None:
         super().__init__(message)
         self.status_code = status_code
-        self.excerpt = excerpt
+        self.headers = headers
+        self.body = body
 
 
 class AuthFlowUnavailableError(TransportError):
-    """A token endpoint failed in a way that may pass (5xx, 429, timeout)."""
-
-    def __init__(
-        self, message: str, status_code: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.retry_after = retry_after
+    """A token endpoint gave no answer, or no readable token (a timeout, a proxy's error page)."""

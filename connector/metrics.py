@@ -58,6 +58,12 @@ class Metrics:
             ["platform", "kind"],
             registry=r,
         )
+        self.throttled_seconds = Counter(
+            "order_sync_throttled_seconds",
+            "Seconds every request to the platform was held by its platform-wide throttle.",
+            ["platform"],
+            registry=r,
+        )
         self.circuit_open = Gauge(
             "order_sync_circuit_open",
             "1 while the platform's circuit is open or half-open.",

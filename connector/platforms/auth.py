@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 
 from connector.errors import AuthFlowError, AuthFlowUnavailableError, TransportError
-from connector.platforms.base import RETRYABLE_STATUSES, PlatformRequest, parse_retry_after
+from connector.platforms.base import PlatformRequest
 from connector.redaction import MASK
 
 if TYPE_CHECKING:
@@ -102,8 +102,8 @@ class TokenAuthenticator(Authenticator):
     async def fetch_token(self) -> tuple[str, float]:
         """Ask the token endpoint; return (access token, lifetime in seconds).
 
-        Raise `AuthFlowError` when the credentials are refused, `AuthFlowUnavailableError`
-        when the endpoint may answer later.
+        Raise `AuthFlowError` when the endpoint answers an error status (the adapter classifies
+        it), `AuthFlowUnavailableError` when it gives no usable answer.
         """
 
     async def headers(self) -> list[tuple[str, str]]:
@@ -146,9 +146,10 @@ class TokenAuthenticator(Authenticator):
 class TokenEndpointAuthenticator(TokenAuthenticator):
     """A token flow over HTTP: subclasses say how to ask (`token_request`) and how to read the answer.
 
-    Maps the endpoint's answers onto the error tree: 2xx with a readable token is success;
-    408, 429, 5xx, timeouts and connection failures raise `AuthFlowUnavailableError` (retryable);
-    any other status raises `AuthFlowError`. Fetched tokens are registered with the redactor so
+    Maps the endpoint's answers onto the error tree: 2xx with a readable token is success; any
+    other status raises `AuthFlowError` with the answer, which the platform's adapter classifies
+    like any of its answers; timeouts, connection failures and answers without a readable token
+    raise `AuthFlowUnavailableError` (retryable). Fetched tokens are registered with the redactor so
     they never appear in logs or result excerpts. No message carries a credential.
     """
 
@@ -180,27 +181,18 @@ class TokenEndpointAuthenticator(TokenAuthenticator):
         except TransportError as exc:
             raise AuthFlowUnavailableError(f"{self.name} token endpoint: {exc}") from exc
         status = response.status
-        if status in RETRYABLE_STATUSES or status >= 500:
-            raise AuthFlowUnavailableError(
-                f"{self.name} token endpoint answered {status}",
-                status,
-                parse_retry_after(response.headers.get("retry-after")),
-            )
         if not 200 <= status < 300:
+            # What the status means (retry, wait, refused credentials) is the adapter's to say.
             refused = "refused the credentials" if status in (400, 401, 403) else "answered"
             raise AuthFlowError(
-                f"{self.name} token endpoint {refused} ({status})",
-                status,
-                self._redactor.excerpt(response.body.decode("utf-8", "replace")),
+                f"{self.name} token endpoint {refused} ({status})", status, response.headers, response.body
             )
         try:
             value, lifetime = self.read_token(orjson.loads(response.body))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             # A proxy's error page or a half-deployed endpoint: worth asking again later.
-            raise AuthFlowUnavailableError(
-                f"{self.name} token endpoint answered no readable token", status
-            ) from None
+            raise AuthFlowUnavailableError(f"{self.name} token endpoint answered no readable token") from None
         if not value or lifetime <= 0:
-            raise AuthFlowUnavailableError(f"{self.name} token endpoint answered no usable token", status)
+            raise AuthFlowUnavailableError(f"{self.name} token endpoint answered no usable token")
         self._redactor.add(value)
         return value, lifetime

@@ -1,7 +1,10 @@
 """The adapter interface: map an event to a request (pure), send it, classify the answer.
 
 An adapter knows one platform's API page. It does not retry, rate-limit or count: those are
-policies the dispatcher composes around `PlatformAdapter.attempt`.
+policies the dispatcher composes around `PlatformAdapter.attempt`. It is, however, the one owner
+of what the platform's answers mean: whether a refusal is worth another attempt, how long to wait,
+whether the wait holds only this request or every request to the platform, and whether the
+platform asked us to send more slowly. The dispatcher and the token flows ask it (`classify`).
 """
 
 from __future__ import annotations
@@ -53,10 +56,21 @@ class Verdict(StrEnum):
 
     #: 2xx: the change is applied.
     APPLIED = "applied"
-    #: Worth another attempt later (408, 429, 5xx, timeout, connection error).
+    #: Worth another attempt later (5xx, timeout, connection error, and the statuses the platform's
+    #: adapter calls retryable: 408, 429, Elastic Path's 409).
     RETRY = "retry"
     #: The platform refused the request for good.
     REJECT = "reject"
+
+
+class WaitScope(StrEnum):
+    """Who waits before the next request after a retryable answer."""
+
+    #: Only the refused delivery waits (backoff, `Retry-After`); it is charged an attempt.
+    REQUEST = "request"
+    #: Every request to the platform waits until `retry_after` has passed (a platform-wide
+    #: throttle, such as Sellercloud's quota): like an open circuit, nobody is charged for it.
+    PLATFORM = "platform"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +86,11 @@ class Attempt:
     response_excerpt: str | None = None
     #: True when the attempt was a token refresh's retry.
     refreshed_auth: bool = field(default=False)
+    #: Whether `retry_after` holds only this delivery or the whole platform.
+    wait_scope: WaitScope = WaitScope.REQUEST
+    #: The platform said we send too fast: the rate limit should slow down.
+    slow_down: bool = False
 
-
-RETRYABLE_STATUSES = frozenset({408, 429})
 
 JSON_HEADERS: tuple[tuple[str, str], ...] = (
     ("Content-Type", "application/json"),
@@ -121,6 +137,8 @@ class PlatformAdapter(ABC):
     """One platform's "update order" API."""
 
     platform: ClassVar[Platform]
+    #: Statuses below 500 worth another attempt on this platform (5xx always are).
+    retryable_statuses: ClassVar[frozenset[int]] = frozenset({408, 429})
 
     def __init__(
         self,
@@ -152,21 +170,17 @@ class PlatformAdapter(ABC):
                 return dataclasses.replace(attempt, refreshed_auth=True)
             return self.classify(response)
         except AuthFlowError as exc:
-            return Attempt(
-                Verdict.REJECT,
-                exc.status_code,
-                ErrorCategory.AUTH,
-                self.redactor.redact(str(exc)),
-                response_excerpt=self.redactor.excerpt(exc.excerpt),
+            # The token endpoint is the platform's too: its answers mean what the API's answers mean
+            # (a throttle there holds the platform as well), except that a refusal is about credentials.
+            answer = self.classify(PlatformResponse(exc.status_code, exc.headers, exc.body))
+            return dataclasses.replace(
+                answer,
+                category=ErrorCategory.AUTH,
+                message=self.redactor.redact(str(exc)),
+                response_excerpt=self.redactor.excerpt(exc.body.decode("utf-8", "replace")),
             )
         except AuthFlowUnavailableError as exc:
-            return Attempt(
-                Verdict.RETRY,
-                exc.status_code,
-                ErrorCategory.AUTH,
-                self.redactor.redact(str(exc)),
-                retry_after=exc.retry_after,
-            )
+            return Attempt(Verdict.RETRY, None, ErrorCategory.AUTH, self.redactor.redact(str(exc)))
         except TransportError as exc:
             category = (
                 ErrorCategory.TIMEOUT if isinstance(exc, PlatformTimeoutError) else ErrorCategory.CONNECTION
@@ -178,12 +192,15 @@ class PlatformAdapter(ABC):
         return await self.transport.send(request, auth_headers, self.settings.timeout_s)
 
     def classify(self, response: PlatformResponse) -> Attempt:
-        """CONTRACT §3: 2xx applied; 408/429/5xx retry; other statuses rejected."""
+        """What an answer means: 2xx applied; `retryable_statuses` and 5xx retried; others rejected.
+
+        Platforms refine it (a platform-wide throttle, a retryable conflict, an error body's detail).
+        """
         status = response.status
         if 200 <= status < 300:
             return Attempt(Verdict.APPLIED, status)
         excerpt = self.redactor.excerpt(response.body.decode("utf-8", "replace"))
-        if status in RETRYABLE_STATUSES or status >= 500:
+        if status in self.retryable_statuses or status >= 500:
             category = ErrorCategory.RATE_LIMITED if status == 429 else ErrorCategory.SERVER_ERROR
             return Attempt(
                 Verdict.RETRY,
@@ -192,6 +209,7 @@ class PlatformAdapter(ABC):
                 f"{self.platform.value} answered {status}",
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
                 response_excerpt=excerpt,
+                slow_down=status == 429,
             )
         category = ErrorCategory.AUTH if status in (401, 403) else ErrorCategory.CLIENT_ERROR
         return Attempt(

@@ -1,9 +1,23 @@
 """Elastic Path's "Update an Order" (PUT /v2/orders/{id}) with a client-credentials token.
 
-Elastic Path refuses nulls in an address, so every address value is a string, "" when the event
-does not know it. `status` is sent only for the two transitions the page allows (cancel, fulfil);
-the platform itself refuses any change to a fulfilled order and fulfilment of an unpaid one,
-which `classify` reports as rejected with the platform's reason.
+Elastic Path's OpenAPI spec makes the request's `data` exactly one of three shapes, so one event
+sends one of them, chosen by the canonical status:
+
+- `cancelled` -> a cancel, `{"type": "order", "status": "cancelled"}` (`status` takes no other value);
+- `fulfilled` -> a fulfilment, `{"type": "order", "shipping": "fulfilled"}` (fulfilment is the
+  order's shipping status, not its status);
+- otherwise an address/number update, `shipping_address` required: an open or on-hold event
+  without a shipping address cannot be sent (`unmappable`).
+
+`external_ref` (at most 64 characters) may go in any shape. Elastic Path refuses nulls in an
+address, so every address value is a string, "" when the event does not know it.
+
+A 409 is a write conflict, worth another attempt (Elastic Path's errors guide). A fulfilled or
+cancelled order refuses any change; when the refused request was itself that fulfilment or
+cancel (sent again after a crash, because its first answer was never recorded), the order is
+already where the event wants it. The adapter then reads the order (GET /v2/orders/{id}) and
+reports the delivery applied when it is in that state, rejected otherwise. See the README,
+"Differences from the contract, and choices it leaves open".
 """
 
 from __future__ import annotations
@@ -16,10 +30,11 @@ from urllib.parse import urlencode
 import orjson
 
 from connector.config import ElasticPathSettings, PlatformSettings
-from connector.errors import ConfigError, UnmappableError
+from connector.errors import ConfigError, OrderSyncError, UnmappableError
 from connector.models import Address, OrderChangedEvent, OrderStatus, Platform
 from connector.platforms.auth import Authenticator, TokenEndpointAuthenticator
 from connector.platforms.base import (
+    JSON_HEADERS,
     Attempt,
     PlatformAdapter,
     PlatformRequest,
@@ -32,12 +47,19 @@ from connector.platforms.transport import Transport
 from connector.redaction import Redactor
 
 EXTERNAL_REF_MAX = 64
-#: Canonical statuses Elastic Path has a transition for; the others leave `status` out.
-STATUS_TRANSITIONS = {OrderStatus.CANCELLED: "cancelled", OrderStatus.FULFILLED: "fulfilled"}
+#: The final states a request can ask for: (field of `data`, value), per canonical status.
+FINAL_STATES: dict[OrderStatus, tuple[str, str]] = {
+    OrderStatus.CANCELLED: ("status", "cancelled"),
+    OrderStatus.FULFILLED: ("shipping", "fulfilled"),
+}
+#: Elastic Path's answer to a change of an order that is fulfilled or cancelled.
+_FINAL_STATE_REFUSAL = 422
 
 
 class ElasticPathAdapter(PlatformAdapter):
     platform = Platform.ELASTICPATH
+    #: 409 is Elastic Path's write conflict: another write to the order won; this one may be redone.
+    retryable_statuses = frozenset({408, 409, 429})
 
     def build_request(self, event: OrderChangedEvent) -> PlatformRequest:
         target = event.targets.elasticpath
@@ -46,30 +68,68 @@ class ElasticPathAdapter(PlatformAdapter):
         if target.order_id is None:
             raise UnmappableError("targets.elasticpath.order_id", "elasticpath needs the order's id")
         order = event.order
-        data: dict[str, Any] = {"type": "order", "order_number": order.order_number}
+        data: dict[str, Any] = {"type": "order"}
+        final = FINAL_STATES.get(order.status)
+        if final is not None:
+            field, value = final
+            data[field] = value
+        else:
+            if order.shipping_address is None:
+                raise UnmappableError(
+                    "order.shipping_address",
+                    f"elasticpath needs the shipping address to update an order that is {order.status.value}",
+                )
+            data["order_number"] = order.order_number
+            data["shipping_address"] = elasticpath_address(order.shipping_address)
         if order.external_ref is not None:
             if len(order.external_ref) > EXTERNAL_REF_MAX:
                 raise UnmappableError(
                     "order.external_ref", f"elasticpath accepts at most {EXTERNAL_REF_MAX} characters"
                 )
             data["external_ref"] = order.external_ref
-        if order.shipping_address is not None:
-            data["shipping_address"] = elasticpath_address(order.shipping_address)
-        if order.status in STATUS_TRANSITIONS:
-            data["status"] = STATUS_TRANSITIONS[order.status]
         return json_request(
             "PUT", f"{self.base_url}/v2/orders/{path_segment(target.order_id)}", {"data": data}
         )
 
+    async def attempt(self, request: PlatformRequest) -> Attempt:
+        attempt = await super().attempt(request)
+        if attempt.verdict is Verdict.REJECT and attempt.status_code == _FINAL_STATE_REFUSAL:
+            final = _requested_final_state(request.body)
+            if final is not None and await self._order_is_in(request.url, final):
+                field, value = final
+                return Attempt(Verdict.APPLIED, 200, message=f"the order's {field} was already {value}")
+        return attempt
+
+    async def _order_is_in(self, url: str, final: tuple[str, str]) -> bool:
+        """Whether the order at `url` is already in `final`; False when that cannot be read."""
+        try:
+            response = await self._send(PlatformRequest("GET", url, JSON_HEADERS, b""))
+            field, value = final
+            return response.status == 200 and orjson.loads(response.body)["data"].get(field) == value
+        except (OrderSyncError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            # Unreadable (no answer, a token flow failing now): the refusal stands, as it came.
+            return False
+
     def classify(self, response: PlatformResponse) -> Attempt:
         attempt = super().classify(response)
-        if attempt.verdict is Verdict.REJECT:
-            detail = _error_detail(response.body)
-            if detail:
-                return dataclasses.replace(
-                    attempt, message=self.redactor.redact(f"{attempt.message}: {detail}")
-                )
+        if attempt.verdict is Verdict.APPLIED:
+            return attempt
+        detail = _error_detail(response.body)
+        if detail:
+            return dataclasses.replace(attempt, message=self.redactor.redact(f"{attempt.message}: {detail}"))
         return attempt
+
+
+def _requested_final_state(body: bytes) -> tuple[str, str] | None:
+    """The cancel or fulfilment a request body asks for, None for an address/number update."""
+    try:
+        data = orjson.loads(body)["data"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    for field, value in FINAL_STATES.values():
+        if data.get(field) == value:
+            return field, value
+    return None
 
 
 def elasticpath_address(address: Address) -> dict[str, str]:

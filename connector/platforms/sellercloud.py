@@ -3,18 +3,37 @@
 Only fields the event knows are sent. An address is a full replacement on Sellercloud's side,
 so it is sent whole: every field present, null where the event has no value, and the page's
 required fields (plus State for US and CA) checked before anything is sent.
+
+Sellercloud counts requests per client IP (10,800 an hour, across every endpoint, the token
+endpoint included). Beyond it, it answers 429 with `{"Error": ..., "RateLimitResetTime": "<UTC>"}`
+and no `Retry-After`, and refuses every request until that time: a throttle of the whole platform,
+not of one request, so `classify` says so and the dispatcher holds every Sellercloud request.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from connector.config import PlatformSettings, SellercloudSettings
 from connector.errors import ConfigError, UnmappableError
 from connector.models import Address, OrderChangedEvent, Platform
 from connector.platforms.auth import Authenticator, TokenEndpointAuthenticator
-from connector.platforms.base import PlatformAdapter, PlatformRequest, json_request, path_segment
+from connector.platforms.base import (
+    Attempt,
+    PlatformAdapter,
+    PlatformRequest,
+    PlatformResponse,
+    Verdict,
+    WaitScope,
+    json_request,
+    path_segment,
+)
 from connector.platforms.transport import Transport
 from connector.redaction import Redactor
 
@@ -37,6 +56,11 @@ ADDRESS_FIELDS: tuple[tuple[str, str, bool], ...] = (
 #: Countries for which the page makes State required.
 STATE_REQUIRED_IN = frozenset({"US", "CA"})
 _TWO_LETTERS = re.compile(r"[A-Za-z]{2}")
+#: Bounds of a throttle hold. The floor keeps a clock running ahead of Sellercloud's from turning
+#: "reset time already passed" into a stream of immediate, refused requests; the ceiling is the
+#: quota's own window, so a garbled reset time cannot stop Sellercloud deliveries for longer.
+MIN_HOLD_S = 0.5
+MAX_HOLD_S = 3600.0
 
 
 class SellercloudAdapter(PlatformAdapter):
@@ -58,6 +82,38 @@ class SellercloudAdapter(PlatformAdapter):
         if order.billing_address is not None:
             body["BillingAddress"] = sellercloud_address(order.billing_address, "order.billing_address")
         return json_request("PUT", f"{self.base_url}/api/Orders/{path_segment(target.order_id)}", body)
+
+    def classify(self, response: PlatformResponse) -> Attempt:
+        attempt = super().classify(response)
+        if response.status != 429:
+            return attempt
+        reset_in = throttle_reset_in(response.body)
+        if reset_in is None:
+            # A 429 without the quota's body (a proxy, another limit): per request, and slow down.
+            return attempt
+        return dataclasses.replace(
+            attempt,
+            verdict=Verdict.RETRY,
+            message=f"sellercloud quota exhausted; every request waits {reset_in:.1f}s for its reset",
+            retry_after=reset_in,
+            wait_scope=WaitScope.PLATFORM,
+            # The hold is the pacing: the quota is refilled at the reset, not by sending slower.
+            slow_down=False,
+        )
+
+
+def throttle_reset_in(body: bytes, now: float | None = None) -> float | None:
+    """Seconds until the `RateLimitResetTime` of a throttle answer (bounded), None without a readable one."""
+    try:
+        value = orjson.loads(body).get("RateLimitResetTime")
+        reset = datetime.fromisoformat(str(value).strip())
+    except (orjson.JSONDecodeError, AttributeError, ValueError):
+        return None
+    if reset.tzinfo is None:
+        # The page documents the time as UTC.
+        reset = reset.replace(tzinfo=UTC)
+    current = time.time() if now is None else now
+    return min(MAX_HOLD_S, max(MIN_HOLD_S, reset.timestamp() - current))
 
 
 def sellercloud_address(address: Address, where: str) -> dict[str, str | None]:

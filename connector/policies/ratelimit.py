@@ -1,4 +1,4 @@
-"""A platform's request rate: a FIFO token bucket that slows down while the platform answers 429."""
+"""A platform's request rate: a FIFO token bucket that settles near the rate a platform accepts."""
 
 from __future__ import annotations
 
@@ -13,11 +13,20 @@ from connector.config import PlatformSettings
 # A token due within this long counts as due: refill arithmetic can leave the bucket an ulp
 # short at the instant a sleep ends, and a nanosecond re-sleep would only spin the event loop.
 _DUE_SLACK_S = 1e-6
-# Responses to requests sent before a slow-down still arrive for about one round trip; halving
-# again for each of them would collapse the rate to its floor after one burst of 429s.
+# Responses to requests sent before a slow-down still arrive for about one round trip; slowing
+# down again for each of them would collapse the rate after one burst of 429s.
 _DECREASE_INTERVAL_S = 1.0
-# At full use, the effective rate climbs back by this share of the configured rate per second.
+# A slow-down takes the rate to what the platform accepted over the last second (its limit, when
+# it refused us for going faster), within these bounds of the rate that met the refusal.
+_DECREASE_AT_LEAST = 0.9
+_DECREASE_AT_MOST = 0.5
+_ACCEPTED_WINDOW_S = 1.0
+# Recovery, as a share of the configured rate per second at full use: fast far from the rate
+# that last met a 429, slow near it (within `_NEAR_LIMIT`), so the rate dwells just under a
+# limit instead of oscillating across it.
 _RECOVERY_SHARE_PER_S = 0.1
+_PROBE_SHARE_PER_S = 0.01
+_NEAR_LIMIT = (0.85, 1.15)
 _FLOOR_SHARE = 0.1
 _FLOOR_MIN_RPS = 1.0
 
@@ -35,12 +44,17 @@ class TokenBucket:
       `on_success()` do nothing. Such a platform gave us no rate to slow down from; its 429s are
       handled per delivery (`RetryPolicy` honours `Retry-After`) and, when they persist, by the
       circuit breaker.
-    - `throttle(retry_after_s)` reports a 429: the effective rate halves (at most once per
-      second, never below `max(10% of rate_per_s, 1 rps)`, nor above `rate_per_s`), the saved-up
-      burst is forfeited, and a `Retry-After` pauses every acquisition for that long (at most
-      `max_hold_s`, so one odd header cannot stall a platform for hours).
+    - `throttle(retry_after_s)` reports a 429 from a limit we do not know: the effective rate
+      drops (at most once per second) to the rate of successes over the last second, which is
+      what the platform's limit let through, but by at least 10% and at most half, never below
+      `max(10% of rate_per_s, 1 rps)`; the saved-up burst is forfeited, and a `Retry-After`
+      pauses every acquisition for that long (at most `max_hold_s`, so one odd header cannot
+      stall a platform for hours).
     - `on_success()` reports a success: the effective rate climbs back additively, by 10% of
-      `rate_per_s` per second of successes at full use, up to `rate_per_s`.
+      `rate_per_s` per second of successes at full use, up to `rate_per_s`; within 15% of the
+      rate that last met a 429, by only 1% per second. So against a limit below `rate_per_s` the
+      rate settles in a slow sawtooth just under it (additive increase, gentle multiplicative
+      decrease), and 429s stay a small share of the requests.
 
     The bucket starts full. The effective rate never exceeds `rate_per_s`, so the bound above
     holds through every slow-down and recovery (give or take a microsecond's worth of tokens:
@@ -72,12 +86,15 @@ class TokenBucket:
         # Tokens accrue from this instant on; during a Retry-After pause it lies in the future.
         self._updated = clock()
         self._last_decrease = -math.inf
+        # The effective rate that last met a 429 (none yet), and when recent successes came.
+        self._refused_at_rate: float | None = None
+        self._successes: deque[float] = deque()
         # The head (index 0) is the waiter being served; the others wait for it to leave.
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     @classmethod
     def from_settings(cls, settings: PlatformSettings) -> TokenBucket:
-        return cls(settings.rate_limit_rps)
+        return cls(settings.rate_limit_rps, settings.rate_limit_burst)
 
     @property
     def rate_per_s(self) -> float:
@@ -130,21 +147,56 @@ class TokenBucket:
         now = self._clock()
         self._refill(now)
         if now - self._last_decrease >= _DECREASE_INTERVAL_S:
-            self._effective = max(self._floor, self._effective / 2)
+            accepted = self._accepted_per_s(now)
+            decreased = min(
+                self._effective * _DECREASE_AT_LEAST, max(accepted, self._effective * _DECREASE_AT_MOST)
+            )
+            self._refused_at_rate = self._effective
+            self._effective = max(self._floor, decreased)
             self._last_decrease = now
         self._tokens = min(self._tokens, 0.0)
         if retry_after_s is not None and retry_after_s > 0:
             self._updated = max(self._updated, now + min(retry_after_s, self._max_hold_s))
 
+    def pause(self, seconds: float) -> None:
+        """The platform refuses every request for `seconds` (a platform-wide throttle).
+
+        Nothing is handed out or accrues until then, and the saved-up burst is forfeited: the
+        requests that waited leave at the rate, not together. The rate itself is not lowered.
+        """
+        if self._rate == 0 or seconds <= 0:
+            return
+        now = self._clock()
+        self._refill(now)
+        self._tokens = min(self._tokens, 0.0)
+        self._updated = max(self._updated, now + min(seconds, self._max_hold_s))
+
     def on_success(self) -> None:
         """A request went through; creep back toward the configured rate."""
-        if self._rate == 0 or self._effective >= self._rate:
+        if self._rate == 0:
             return
-        self._refill(self._clock())
-        # Successes arrive about `effective` times a second, so this step adds
-        # `_RECOVERY_SHARE_PER_S * rate` per second: additive in time, not in requests.
-        step = _RECOVERY_SHARE_PER_S * self._rate / self._effective
+        now = self._clock()
+        self._successes.append(now)
+        if len(self._successes) > 4 * self._rate + 16:
+            # Bounded memory: only the last second's successes are ever counted.
+            self._successes.popleft()
+        if self._effective >= self._rate:
+            return
+        self._refill(now)
+        share = _RECOVERY_SHARE_PER_S
+        refused = self._refused_at_rate
+        if refused is not None and _NEAR_LIMIT[0] * refused <= self._effective <= _NEAR_LIMIT[1] * refused:
+            share = _PROBE_SHARE_PER_S
+        # Successes arrive about `effective` times a second, so this step adds `share * rate`
+        # per second: additive in time, not in requests.
+        step = share * self._rate / self._effective
         self._effective = min(self._rate, self._effective + step)
+
+    def _accepted_per_s(self, now: float) -> float:
+        successes = self._successes
+        while successes and successes[0] < now - _ACCEPTED_WINDOW_S:
+            successes.popleft()
+        return len(successes) / _ACCEPTED_WINDOW_S
 
     def _refill(self, now: float) -> None:
         if now > self._updated:

@@ -1,4 +1,9 @@
-"""What every platform simulator shares: the fault and logging middleware, validation errors, order lookup."""
+"""What every platform simulator shares: the fault, limit and logging middleware, errors, order lookup.
+
+Every answer a simulator gives is in its platform's own error shape (`refusal_body`), also for
+paths it does not serve, methods it does not allow, and limits and faults it plays, so a real
+client's error handling can be tried against it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from aiohttp import web
 
 from connector.models import Platform
 from connector.simulators.faults import FaultInjector, FaultKind, Faults
+from connector.simulators.limits import RequestLimit
 from connector.simulators.requestlog import DEFAULT_MAXLEN, LoggedRequest, RequestLog
 
 #: Route name of token endpoints: their requests are counted, not logged, and never `reject_status`ed.
@@ -52,6 +58,9 @@ class PlatformSimulator(ABC):
         self.log = RequestLog(log_maxlen)
         #: When true, unknown order ids are answered 404 instead of creating the order.
         self.strict_ids = strict_ids
+        #: The platform's request limit (quota, throttle, per-second rate); None = unlimited.
+        #: Tests may replace it while requests are flowing.
+        self.limit: RequestLimit | None = None
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
@@ -69,8 +78,19 @@ class PlatformSimulator(ABC):
     def connector_settings(self, base_url: str) -> dict[str, str]:
         """The connector's settings for this platform (lower-case keys, e.g. `base_url`, `api_key`)."""
 
+    def limit_answer(self, until: float) -> web.StreamResponse:
+        """The answer to a request refused by `limit` until the monotonic time `until`."""
+        body = self.refusal_body(Refusal(429, None, "Too many requests"))
+        return web.json_response(body, status=429, dumps=_dumps)
+
     def release_hung(self) -> None:
         self.injector.release_hung()
+
+    def error_answer(self, status: int, message: str) -> web.StreamResponse:
+        """An error in the platform's shape (also for paths and methods no route serves)."""
+        return web.json_response(
+            self.refusal_body(Refusal(status, None, message)), status=status, dumps=_dumps
+        )
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
@@ -94,6 +114,7 @@ class PlatformSimulator(ABC):
         response = await self._answer(request, handler, order_update=not is_token, entry=entry)
         if entry is not None:
             entry.status = None if entry.fault in _UNANSWERED else response.status
+            entry.answered_at = time.monotonic()
             self.log.changed()
         return response
 
@@ -106,6 +127,12 @@ class PlatformSimulator(ABC):
         entry: LoggedRequest | None,
     ) -> web.StreamResponse:
         await self.injector.delay()
+        if self.limit is not None:
+            until = self.limit.admit(time.monotonic())
+            if until is not None:
+                if entry is not None:
+                    entry.notes["limited_until"] = until
+                return self.limit_answer(until)
         fault = self.injector.choose(order_update=order_update)
         if entry is not None and fault is not None:
             entry.fault = fault.value
@@ -126,6 +153,12 @@ class PlatformSimulator(ABC):
             return response
         except Refusal as refusal:
             return web.json_response(self.refusal_body(refusal), status=refusal.status, dumps=_dumps)
+        except web.HTTPException as exc:
+            # aiohttp's own answers (no such path, method not allowed) are plain text: a client
+            # parsing the platform's errors would choke on them.
+            if exc.status < 400:
+                raise
+            return self.error_answer(exc.status, exc.reason)
 
     @staticmethod
     def note_order(request: web.Request, order_id: str) -> None:

@@ -22,6 +22,8 @@ class FaultKind(StrEnum):
     OUTAGE = "outage"
     #: 429 with `Retry-After`.
     RATE_LIMIT = "rate_limit"
+    #: 409, a write conflict (Elastic Path documents it as worth a retry).
+    CONFLICT = "conflict"
     #: A random server error (500 by default).
     ERROR = "error"
     #: Every order update refused with `reject_status` (token requests are spared).
@@ -45,6 +47,8 @@ class Faults:
     #: Every Nth request (counting all of this simulator's requests) is answered 429; 0 = never.
     rate_limit_every: int = 0
     retry_after_s: int = 1
+    #: Every Nth order update (counting this simulator's order updates) is answered 409; 0 = never.
+    conflict_every: int = 0
     #: Fraction of requests whose connection is closed without an answer.
     drop_rate: float = 0.0
     #: Fraction of requests never answered.
@@ -80,6 +84,7 @@ class FaultInjector:
         self.faults = faults
         self._random = random.Random(seed)
         self._seen = 0
+        self._updates_seen = 0
         self._release = asyncio.Event()
         #: Requests being held by a HANG right now.
         self.hung = 0
@@ -102,6 +107,10 @@ class FaultInjector:
             return FaultKind.OUTAGE
         if faults.rate_limit_every and self._seen % faults.rate_limit_every == 0:
             return FaultKind.RATE_LIMIT
+        if order_update:
+            self._updates_seen += 1
+            if faults.conflict_every and self._updates_seen % faults.conflict_every == 0:
+                return FaultKind.CONFLICT
         if faults.error_rate and self._random.random() < faults.error_rate:
             return FaultKind.ERROR
         if order_update and faults.reject_status is not None:
@@ -126,6 +135,7 @@ class FaultInjector:
         statuses = {
             FaultKind.OUTAGE: 503,
             FaultKind.RATE_LIMIT: 429,
+            FaultKind.CONFLICT: 409,
             FaultKind.ERROR: self.faults.error_status,
             FaultKind.REJECT: self.faults.reject_status or 422,
         }

@@ -28,6 +28,8 @@ class LoggedRequest:
     order_id: str | None = None
     #: The status answered; None while unanswered, or when the request was dropped or hung.
     status: int | None = None
+    #: Monotonic time the answer was ready (None until then).
+    answered_at: float | None = None
     #: The fault played instead of the platform's answer, if any.
     fault: str | None = None
     #: Extra facts a handler notes (e.g. the order state it answered with).

@@ -1,7 +1,12 @@
 """Sellercloud's "Update Order": JWT from POST /api/token, PUT /api/Orders/{id}, 400 for invalid values.
 
 Stricter than the real service in one way, to catch mapping bugs: fields the page does not list
-are refused instead of ignored.
+are refused instead of ignored. Errors carry `Message`, as ASP.NET answers them.
+
+`limit` may hold Sellercloud's quota (`WindowQuota(10_800, 3600)`: 10,800 requests an hour per
+client IP, across every endpoint) or a test's harsher `ThrottleAfterEvery`; beyond it every
+request is answered 429 with `{"Error": "Too many requests.", "RateLimitResetTime": "<UTC>"}`
+and no `Retry-After`, until that time.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 import email.utils
 import hmac
 import re
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -83,6 +90,13 @@ class SellercloudSimulator(PlatformSimulator):
 
     def connector_settings(self, base_url: str) -> dict[str, str]:
         return {"base_url": base_url, "username": self.username, "password": self.password}
+
+    def limit_answer(self, until: float) -> web.StreamResponse:
+        reset = datetime.fromtimestamp(time.time() + (until - time.monotonic()), UTC)
+        body = {"Error": "Too many requests.", "RateLimitResetTime": reset.isoformat(timespec="milliseconds")}
+        return web.json_response(
+            {**body, "RateLimitResetTime": body["RateLimitResetTime"][:-6] + "Z"}, status=429
+        )
 
     def seed_order(self, order_id: int) -> dict[str, Any]:
         return self.orders.setdefault(order_id, {"ID": order_id})

@@ -16,12 +16,16 @@ from connector.models import Platform
 from connector.simulators.base import PlatformSimulator
 from connector.simulators.elasticpath import ElasticPathSimulator
 from connector.simulators.faults import Faults
+from connector.simulators.limits import RequestsPerSecond, WindowQuota
 from connector.simulators.requestlog import DEFAULT_MAXLEN
 from connector.simulators.sellercloud import SellercloudSimulator
 from connector.simulators.ventmere import VentmereSimulator
 from connector.simulators.vucustom import VuCustomSimulator
 
 DEFAULT_HOST = "127.0.0.1"
+#: The platforms' own limits (see the README's Configuration section).
+SELLERCLOUD_QUOTA = (10_800, 3600.0)
+ELASTICPATH_STORE_RPS = 100.0
 #: How long stopping waits for requests still being answered (hung ones are released first).
 SHUTDOWN_TIMEOUT_S = 2.0
 
@@ -48,8 +52,13 @@ class SimulatorSuite:
         strict_ids: bool = False,
         log_maxlen: int = DEFAULT_MAXLEN,
         seed: int | None = None,
+        platform_limits: bool = False,
     ) -> None:
+        """`platform_limits` enforces the platforms' own request limits (Sellercloud's hourly quota,
+        Elastic Path's per-store rate); off by default so that tests and benchmarks measure the
+        connector, not the limits, unless they ask for them."""
         self.host = host
+        self.platform_limits = platform_limits
         self._requested_port = port
         self._separate_ports = separate_ports
 
@@ -61,6 +70,9 @@ class SimulatorSuite:
         self.sellercloud = SellercloudSimulator(token_lifetime_s=token_lifetime_s, **common())
         self.elasticpath = ElasticPathSimulator(token_lifetime_s=token_lifetime_s, **common())
         self.ventmere = VentmereSimulator(**common())
+        if platform_limits:
+            self.sellercloud.limit = WindowQuota(*SELLERCLOUD_QUOTA)
+            self.elasticpath.limit = RequestsPerSecond(ELASTICPATH_STORE_RPS)
         self._runners: list[web.AppRunner] = []
         self._ports: dict[Platform, int] = {}
 
@@ -90,7 +102,8 @@ class SimulatorSuite:
 
     async def _serve(self, simulators: list[PlatformSimulator], port: int) -> int:
         # Each simulator keeps its path prefix even on a port of its own, so base URLs have one shape.
-        app = web.Application()
+        middlewares = [_answer_unrouted_as(simulators[0])] if len(simulators) == 1 else []
+        app = web.Application(middlewares=middlewares)
         for simulator in simulators:
             app.add_subapp(simulator.mount, simulator.app())
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
@@ -133,11 +146,18 @@ class SimulatorSuite:
         return f"http://{self.host}:{self.ports[platform]}{self[platform].mount}"
 
     def connector_env(self, prefix: str = ENV_PREFIX) -> dict[str, str]:
-        """Environment variables (BASE_URL and credentials per platform) that point a connector here."""
+        """Environment variables (BASE_URL and credentials per platform) that point a connector here.
+
+        Without `platform_limits` there is no Sellercloud quota to spare, so the connector is told
+        to send to Sellercloud unthrottled (its default, 3 rps, would only slow tests down); a test
+        that means to try the default removes that variable.
+        """
         env: dict[str, str] = {}
         for platform, simulator in self.simulators.items():
             for key, value in simulator.connector_settings(self.base_url(platform)).items():
                 env[f"{prefix}PLATFORMS__{platform.value.upper()}__{key.upper()}"] = value
+        if not self.platform_limits:
+            env[f"{prefix}PLATFORMS__SELLERCLOUD__RATE_LIMIT_RPS"] = "0"
         return env
 
     def platform_settings(self, platform: Platform, **overrides: Any) -> PlatformSettings:
@@ -160,6 +180,22 @@ class SimulatorSuite:
         self.elasticpath.tokens.expire_all()
 
 
+def _answer_unrouted_as(simulator: PlatformSimulator) -> Any:
+    """On a port of one platform's own, paths outside its prefix are answered in its error shape."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return simulator.error_answer(exc.status, exc.reason)
+
+    return middleware
+
+
 async def serve(
     port: int,
     *,
@@ -178,6 +214,7 @@ async def serve(
         error_rate=error_rate,
         token_lifetime_s=token_lifetime_s,
         strict_ids=strict_ids,
+        platform_limits=True,
     )
     async with suite:
         print(f"order-sync simulators listening on http://{host}:{suite.port}", flush=True)

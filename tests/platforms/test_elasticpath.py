@@ -6,8 +6,10 @@ from typing import Any
 import orjson
 import pytest
 
+from connector.dispatcher import PlatformDispatcher
 from connector.errors import UnmappableError
-from connector.models import OrderChangedEvent, Platform
+from connector.metrics import Metrics
+from connector.models import OrderChangedEvent, Outcome, Platform
 from connector.platforms.base import PlatformAdapter, Verdict
 from connector.simulators.server import SimulatorSuite
 
@@ -26,15 +28,44 @@ def data_of(adapter: PlatformAdapter, event: OrderChangedEvent) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("status", "sent"),
-    [("open", None), ("on_hold", None), ("cancelled", "cancelled"), ("fulfilled", "fulfilled")],
+    ("status", "keys"),
+    [
+        ("open", {"type", "order_number", "shipping_address"}),
+        ("on_hold", {"type", "order_number", "shipping_address"}),
+        ("cancelled", {"type", "status"}),
+        ("fulfilled", {"type", "shipping"}),
+    ],
 )
-def test_status_is_sent_only_for_cancel_and_fulfil(
-    adapter: PlatformAdapter, event_document: Documents, to_event: ToEvent, status: str, sent: str | None
+def test_each_status_sends_exactly_one_of_the_three_shapes(
+    adapter: PlatformAdapter, event_document: Documents, to_event: ToEvent, status: str, keys: set[str]
 ) -> None:
     document = event_document("us")
     document["order"]["status"] = status
-    assert data_of(adapter, to_event(document)).get("status") == sent
+    data = data_of(adapter, to_event(document))
+    assert set(data) == keys
+    assert data.get("status") in (None, "cancelled")
+    assert data.get("shipping") in (None, "fulfilled")
+
+
+@pytest.mark.parametrize("status", ["open", "on_hold"])
+def test_an_update_without_shipping_address_is_unmappable(
+    adapter: PlatformAdapter, event_document: Documents, to_event: ToEvent, status: str
+) -> None:
+    document = event_document("us")
+    document["order"]["status"] = status
+    document["order"]["shipping_address"] = None
+    with pytest.raises(UnmappableError) as raised:
+        adapter.build_request(to_event(document))
+    assert raised.value.field == "order.shipping_address"
+
+
+@pytest.mark.parametrize("status", ["cancelled", "fulfilled"])
+def test_cancel_and_fulfil_need_no_address_and_keep_the_external_ref(
+    adapter: PlatformAdapter, event_document: Documents, to_event: ToEvent, status: str
+) -> None:
+    document = event_document("us")
+    document["order"].update(status=status, shipping_address=None, external_ref="ext-1")
+    assert data_of(adapter, to_event(document))["external_ref"] == "ext-1"
 
 
 def test_address_values_are_strings_never_null(
@@ -89,4 +120,61 @@ async def test_only_a_paid_order_can_be_fulfilled(
     assert "paid" in attempt.message
     suite.elasticpath.orders[EP_ORDER]["payment"] = "paid"
     assert (await adapter.attempt(fulfil)).verdict is Verdict.APPLIED
+    assert suite.elasticpath.orders[EP_ORDER]["shipping"] == "fulfilled"
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "value"), [("fulfilled", "shipping", "fulfilled"), ("cancelled", "status", "cancelled")]
+)
+async def test_a_resent_fulfil_or_cancel_ends_applied(
+    suite: SimulatorSuite,
+    live_adapter: Callable[..., PlatformAdapter],
+    event_document: Documents,
+    to_event: ToEvent,
+    name: str,
+    field: str,
+    value: str,
+) -> None:
+    # The first send was applied but its answer never recorded (a crash): the same request again.
+    adapter = live_adapter(Platform.ELASTICPATH)
+    request = adapter.build_request(to_event(event_document(name)))
+    assert (await adapter.attempt(request)).verdict is Verdict.APPLIED
+    resent = await adapter.attempt(request)
+    assert (resent.verdict, resent.status_code) == (Verdict.APPLIED, 200)
+    assert f"already {value}" in resent.message
+    log = suite.elasticpath.log.for_order(EP_ORDER)
+    assert [(e.method, e.status) for e in log] == [("PUT", 200), ("PUT", 422), ("GET", 200)]
+    assert suite.elasticpath.orders[EP_ORDER][field] == value
+
+
+async def test_a_fulfil_refused_for_another_reason_stays_rejected(
+    suite: SimulatorSuite,
+    live_adapter: Callable[..., PlatformAdapter],
+    event_document: Documents,
+    to_event: ToEvent,
+) -> None:
+    # A cancelled order refuses the fulfilment, and is not fulfilled: the refusal stands.
+    suite.elasticpath.seed_order(EP_ORDER, status="cancelled")
+    adapter = live_adapter(Platform.ELASTICPATH)
+    attempt = await adapter.attempt(adapter.build_request(to_event(event_document("fulfilled"))))
+    assert (attempt.verdict, attempt.status_code) == (Verdict.REJECT, 422)
+    assert "cancelled" in attempt.message
+
+
+async def test_a_409_write_conflict_is_retried_and_applied(
+    suite: SimulatorSuite,
+    live_adapter: Callable[..., PlatformAdapter],
+    event_document: Documents,
+    to_event: ToEvent,
+) -> None:
+    adapter = live_adapter(Platform.ELASTICPATH)
+    settings = suite.platform_settings(Platform.ELASTICPATH, backoff_base_s=0.01)
+    dispatcher = PlatformDispatcher(adapter, settings, Metrics())
+    suite.elasticpath.faults.update(conflict_every=2)
+    first = await dispatcher.deliver(adapter.build_request(to_event(event_document("us"))))
+    # The second order update is answered 409; its retry is the third.
+    second = await dispatcher.deliver(adapter.build_request(to_event(event_document("fulfilled"))))
+    assert (first.outcome, first.attempts) == (Outcome.APPLIED, 1)
+    assert (second.outcome, second.attempts, second.status_code) == (Outcome.APPLIED, 2, 200)
+    assert [e.status for e in suite.elasticpath.log] == [200, 409, 200]
     assert suite.elasticpath.orders[EP_ORDER]["shipping"] == "fulfilled"

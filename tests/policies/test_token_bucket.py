@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.config import ElasticPathSettings, VuCustomSettings
+from connector.config import ElasticPathSettings, SellercloudSettings, VuCustomSettings
 from connector.policies import TokenBucket
+from connector.simulators.limits import RequestsPerSecond
 
 from .virtual_time import now, run_virtual
 
@@ -300,6 +301,18 @@ def test_retry_after_pauses_every_acquisition() -> None:
     assert granted == pytest.approx([7.02, 7.04, 7.06], abs=SLACK_S)
 
 
+def test_pause_holds_every_acquisition_then_resumes_at_the_same_rate_without_a_burst() -> None:
+    async def scenario() -> tuple[list[float], float]:
+        bucket = virtual_bucket(100, 10)
+        await asyncio.sleep(5)  # full bucket: ten saved up
+        bucket.pause(2.0)
+        return await acquire_all(bucket, 3), bucket.effective_rate_per_s
+
+    granted, rate = run_virtual(scenario())
+    assert granted == pytest.approx([7.01, 7.02, 7.03], abs=SLACK_S)
+    assert rate == 100
+
+
 def test_retry_after_pause_is_capped() -> None:
     async def scenario() -> float:
         bucket = virtual_bucket(100, 1, max_hold_s=30)
@@ -310,27 +323,99 @@ def test_retry_after_pause_is_capped() -> None:
     assert run_virtual(scenario()) == pytest.approx(30.02, abs=SLACK_S)
 
 
-def test_successes_recover_the_rate_additively_up_to_the_configured_rate() -> None:
-    async def scenario() -> list[float]:
+def test_successes_recover_fast_then_probe_slowly_near_the_rate_that_met_a_429() -> None:
+    async def scenario() -> list[tuple[float, float]]:
         bucket = virtual_bucket(100, 1)
         bucket.throttle(None)
-        rates = [bucket.effective_rate_per_s]
-        for _ in range(2000):
+        rates = [(now(), bucket.effective_rate_per_s)]
+        while now() < 30:
             await bucket.acquire()
             bucket.on_success()
-            rates.append(bucket.effective_rate_per_s)
-            if now() >= 10:
-                break
+            rates.append((now(), bucket.effective_rate_per_s))
         return rates
 
     rates = run_virtual(scenario())
-    assert rates == sorted(rates)
-    assert rates[0] == 50
-    assert rates[-1] == 100
-    assert max(rates) == 100
-    # 10% of the configured rate per second: back from 50 to 100 in about five seconds.
-    first_full = rates.index(100)
-    assert 0.7 * 5 * 75 <= first_full <= 1.3 * 5 * 75  # about 75 rps on average meanwhile
+    values = [rate for _, rate in rates]
+    assert values == sorted(values)
+    assert values[0] == 50
+    # 10% of the configured rate per second up to 85% of the rate that met the 429 (100) ...
+    reached_85 = next(t for t, rate in rates if rate >= 85)
+    assert 3.5 * 0.8 <= reached_85 <= 3.5 * 1.2
+    # ... then 1% per second: from 85 to 100 takes about fifteen seconds more.
+    reached_100 = next(t for t, rate in rates if rate >= 100)
+    assert 15 * 0.8 <= reached_100 - reached_85 <= 15 * 1.2
+    assert max(values) == 100
+
+
+def test_a_slow_down_goes_to_the_rate_the_platform_accepted() -> None:
+    async def scenario() -> float:
+        bucket = virtual_bucket(100, 1)
+        # 30 successes within the last second: the platform let 30 through.
+        for _ in range(30):
+            bucket.on_success()
+            await asyncio.sleep(0.03)
+        bucket.throttle(None)
+        return bucket.effective_rate_per_s
+
+    assert run_virtual(scenario()) == pytest.approx(50)  # never more than halved at once
+
+    async def gentle() -> float:
+        bucket = virtual_bucket(100, 1)
+        for _ in range(95):
+            bucket.on_success()
+            await asyncio.sleep(0.01)
+        bucket.throttle(None)
+        return bucket.effective_rate_per_s
+
+    # 95 accepted in the last second: at least a 10% step down all the same.
+    assert run_virtual(gentle()) == pytest.approx(90)
+
+
+@pytest.mark.parametrize(("configured", "limit"), [(100, 25), (100, 60), (40, 25)])
+def test_against_an_unknown_limit_the_rate_settles_just_under_it(configured: float, limit: float) -> None:
+    """A platform that allows `limit` requests per second and answers 429 beyond it, one round trip away.
+
+    The connector, configured at `configured`, must settle near `limit`: at least 80% of it after
+    the first seconds, with 429s at most 10% of its requests.
+    """
+    round_trip_s = 0.03
+    duration_s = 120.0
+    settle_s = 10.0
+
+    async def scenario() -> list[tuple[float, bool]]:
+        bucket = virtual_bucket(configured)
+        platform = RequestsPerSecond(limit)
+        answers: list[tuple[float, bool]] = []
+
+        async def worker() -> None:
+            while now() < duration_s:
+                await bucket.acquire()
+                sent = now()
+                accepted = platform.admit(sent) is None
+                await asyncio.sleep(round_trip_s)
+                answers.append((sent, accepted))
+                if accepted:
+                    bucket.on_success()
+                else:
+                    bucket.throttle(None)
+
+        await asyncio.gather(*(worker() for _ in range(32)))
+        return answers
+
+    answers = run_virtual(scenario())
+    settled = [(sent, accepted) for sent, accepted in answers if settle_s <= sent < duration_s]
+    span = duration_s - settle_s
+    accepted_rate = sum(accepted for _, accepted in settled) / span
+    refused_share = sum(not accepted for _, accepted in settled) / len(settled)
+    refused_overall = sum(not accepted for _, accepted in answers) / len(answers)
+    print(
+        f"\nconfigured {configured} rps against a limit of {limit} rps: after {settle_s:.0f}s,"
+        f" {accepted_rate:.1f} rps accepted ({accepted_rate / limit:.0%} of the limit),"
+        f" {len(settled) / span:.1f} rps sent, 429s {refused_share:.1%} of requests"
+        f" ({refused_overall:.1%} over the whole run, first seconds included)"
+    )
+    assert accepted_rate >= 0.8 * limit
+    assert refused_share <= 0.10
 
 
 def test_rate_zero_is_unlimited_and_ignores_throttle() -> None:
@@ -360,9 +445,14 @@ async def test_real_clock_respects_the_bound() -> None:
     assert max_excess(sorted(granted), 200) <= 5 + 200 * 0.001
 
 
-def test_from_settings_uses_the_platform_rate() -> None:
+def test_from_settings_uses_the_platform_rate_and_burst() -> None:
     assert TokenBucket.from_settings(ElasticPathSettings()).rate_per_s == 100
+    assert TokenBucket.from_settings(ElasticPathSettings()).burst == 100
     assert TokenBucket.from_settings(VuCustomSettings()).rate_per_s == 0
+    # Sellercloud's quota, 10,800 an hour, is 3 per second with nothing to spare for a burst.
+    sellercloud = TokenBucket.from_settings(SellercloudSettings())
+    assert (sellercloud.rate_per_s, sellercloud.burst) == (3, 1)
+    assert TokenBucket.from_settings(VuCustomSettings(rate_limit_rps=5, rate_limit_burst=20)).burst == 20
 
 
 @pytest.mark.parametrize(

@@ -150,10 +150,20 @@ async def test_sellercloud_token_answer_has_the_documented_fields(
     ("data", "field"),
     [
         ({"shipping_address": {**EP_ADDRESS, "city": None}}, "data.shipping_address.city"),
-        ({"external_ref": "r" * 65}, "data.external_ref"),
+        ({"status": "cancelled", "external_ref": "r" * 65}, "data.external_ref"),
         ({"status": "shipped"}, "data.status"),
+        # Fulfilment is the shipping status; `status` takes only "cancelled".
+        ({"status": "fulfilled"}, "data.status"),
+        ({"shipping": "shipped"}, "data.shipping"),
         ({"type": "cart"}, "data.type"),
         ({"payment": "paid"}, "data.payment"),
+        # The spec's oneOf: one body is an update, a cancel or a fulfilment, never two of them.
+        ({"shipping_address": EP_ADDRESS, "status": "cancelled"}, "data"),
+        ({"order_number": "n-1", "shipping": "fulfilled"}, "data"),
+        ({"status": "cancelled", "shipping": "fulfilled"}, "data"),
+        # The update shape requires the address; a body of no shape at all is none of the three.
+        ({"order_number": "n-1"}, "data.shipping_address"),
+        ({"external_ref": "r-1"}, "data.shipping_address"),
     ],
 )
 async def test_elasticpath_refuses_invalid_data_naming_the_field(
@@ -170,14 +180,21 @@ async def test_elasticpath_enforces_the_order_state_rules(
     suite: SimulatorSuite, client: SimulatorClient
 ) -> None:
     suite.elasticpath.seed_order("unpaid", payment="unpaid", status="incomplete")
-    fulfil = {"data": {"type": "order", "status": "fulfilled"}}
+    fulfil = {"data": {"type": "order", "shipping": "fulfilled"}}
     assert (await client.put(Platform.ELASTICPATH, "/v2/orders/unpaid", fulfil))[0] == 422
+    # Orders the simulator has not seen start paid.
     assert (await client.put(Platform.ELASTICPATH, "/v2/orders/paid", fulfil))[0] == 200
+    assert suite.elasticpath.orders["paid"]["shipping"] == "fulfilled"
     cancel = {"data": {"type": "order", "status": "cancelled"}}
-    status, answer, _ = await client.put(Platform.ELASTICPATH, "/v2/orders/paid", cancel)
-    assert status == 422 and "fulfilled" in answer["errors"][0]["detail"]
+    update = {"data": {"type": "order", "shipping_address": EP_ADDRESS}}
+    for body in (cancel, update, fulfil):
+        status, answer, _ = await client.put(Platform.ELASTICPATH, "/v2/orders/paid", body)
+        assert status == 422 and "fulfilled" in answer["errors"][0]["detail"], body
     assert (await client.put(Platform.ELASTICPATH, "/v2/orders/unpaid", cancel))[0] == 200
     assert suite.elasticpath.orders["unpaid"]["status"] == "cancelled"
+    for body in (cancel, update, fulfil):
+        status, answer, _ = await client.put(Platform.ELASTICPATH, "/v2/orders/unpaid", body)
+        assert status == 422 and "cancelled" in answer["errors"][0]["detail"], body
 
 
 async def test_elasticpath_token_needs_client_credentials(
