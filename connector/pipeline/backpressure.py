@@ -21,10 +21,10 @@ class Backpressure:
         self._resume_at = max_inflight // 2
         self.inflight = 0
         self.paused = False
-        self._gauge = metrics.inflight_events.labels(pipeline)
+        # Read when scraped: setting a gauge on every message would cost a lock each time.
+        metrics.inflight_events.labels(pipeline).set_function(lambda: self.inflight)
         self._paused_gauge = metrics.partitions_paused.labels(pipeline)
         self._pauses = metrics.pauses.labels(pipeline)
-        self._gauge.set(0)
         self._paused_gauge.set(0)
 
     @property
@@ -33,11 +33,9 @@ class Backpressure:
 
     def added(self) -> None:
         self.inflight += 1
-        self._gauge.set(self.inflight)
 
     def completed(self, count: int = 1) -> None:
         self.inflight -= count
-        self._gauge.set(self.inflight)
 
     def should_pause(self, store_up: bool) -> bool:
         """Decide, and record, whether fetching is paused now (a change of state is logged once)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from connector.deliveries import DeliveryRunner
@@ -31,7 +32,7 @@ class DeliveryStage:
     def take(self, record: ConsumerRecord) -> Work:
         if record.value is None:
             return None
-        screened = self._screen.screen(record)
+        screened = self._screen.screen(record, self._platform.value)
         event = screened.event
         if event is None or not event.targets.includes(self._platform):
             return None
@@ -39,6 +40,12 @@ class DeliveryStage:
         ticket = self._lanes.take(event.order.order_number)
         source = Source(record.topic, record.partition, record.offset)
         return self._deliver(screened, event, ticket, source, time.monotonic())
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        self._screen.assigned(self._platform.value, [(tp.topic, tp.partition) for tp in partitions])
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        self._screen.revoked(self._platform.value, [(tp.topic, tp.partition) for tp in partitions])
 
     async def _deliver(
         self,

@@ -6,10 +6,14 @@ platforms' pipelines are doing; they skip the same messages silently.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 
+from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from connector.config import INTAKE_PIPELINE
 from connector.errors import DlqReason
 from connector.metrics import Metrics
 from connector.pipeline.pipeline import Work
@@ -32,19 +36,46 @@ class IntakeStage:
             # A tombstone carries no change to apply: skipped and counted, not a DLQ record.
             self._metrics.tombstones.inc()
             return None
-        screened = self._screen.screen(record)
+        screened = self._screen.screen(record, INTAKE_PIPELINE)
         if screened.error is not None:
             self._invalid.inc()
             return self._dead_letter(record, screened.error.reason, str(screened.error))
         self._valid.inc()
-        return self._check_conflict(record, screened)
+        verdict = screened.verdict()
+        if verdict.done() and not verdict.cancelled() and verdict.exception() is None and verdict.result():
+            return None
+        # Settled by a callback when the check answers: no task of its own for the common case.
+        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        verdict.add_done_callback(functools.partial(self._on_verdict, record, screened, settled))
+        return settled
 
-    async def _check_conflict(self, record: ConsumerRecord, screened: Screened) -> None:
-        if await screened.first_seen_content():
-            return
-        assert screened.event is not None
-        message = f"event_id {screened.event.event_id} was seen with different content"
-        await self._dead_letter(record, DlqReason.CONFLICT, message)
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        self._screen.assigned(INTAKE_PIPELINE, [(tp.topic, tp.partition) for tp in partitions])
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        self._screen.revoked(INTAKE_PIPELINE, [(tp.topic, tp.partition) for tp in partitions])
+
+    def _on_verdict(
+        self,
+        record: ConsumerRecord,
+        screened: Screened,
+        settled: asyncio.Future[None],
+        verdict: asyncio.Task[bool],
+    ) -> None:
+        if settled.done():
+            return  # abandoned (rebalance, shutdown)
+        if verdict.cancelled():
+            settled.cancel()
+        elif (exc := verdict.exception()) is not None:
+            settled.set_exception(exc)
+        elif verdict.result():
+            settled.set_result(None)
+        else:
+            assert screened.event is not None
+            message = f"event_id {screened.event.event_id} was seen with different content"
+            copying = asyncio.ensure_future(self._dead_letter(record, DlqReason.CONFLICT, message))
+            copying.add_done_callback(functools.partial(_settle_from, settled))
+            settled.add_done_callback(lambda _: copying.cancel())
 
     async def _dead_letter(self, record: ConsumerRecord, reason: DlqReason, message: str) -> None:
         await self._publisher.publish_dlq(
@@ -60,3 +91,14 @@ class IntakeStage:
                 "offset": record.offset,
             },
         )
+
+
+def _settle_from(settled: asyncio.Future[None], done: asyncio.Future[None]) -> None:
+    if settled.done():
+        return
+    if done.cancelled():
+        settled.cancel()
+    elif (exc := done.exception()) is not None:
+        settled.set_exception(exc)
+    else:
+        settled.set_result(None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -35,8 +36,9 @@ from connector.storeguard import StoreGuard
 
 log = logging.getLogger(__name__)
 
-#: What a stage returns for a message: the work still to do, or None when there is none.
-Work = Coroutine[Any, Any, None] | None
+#: What a stage returns for a message: the work still to do (a coroutine to run, or a future that
+#: the stage settles), or None when there is none.
+Work = Coroutine[Any, Any, None] | asyncio.Future[None] | None
 
 
 class Stage(Protocol):
@@ -46,11 +48,19 @@ class Stage(Protocol):
         """Called synchronously, in consumption order (ordering tickets are taken here)."""
         ...
 
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        """The pipeline now reads these partitions."""
+        ...
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """The pipeline no longer reads these partitions (its work on them is drained)."""
+        ...
+
 
 @dataclass(slots=True)
 class _Partition:
     tracker: OffsetTracker = field(default_factory=OffsetTracker)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    tasks: set[asyncio.Future[None]] = field(default_factory=set)
     committed: int | None = None
     dropped: bool = False
 
@@ -138,19 +148,25 @@ class Pipeline:
         if work is None:
             self._complete(partition, record.offset)
             return
-        task = asyncio.ensure_future(self._run(work, partition, record.offset))
-        partition.tasks.add(task)
-        task.add_done_callback(partition.tasks.discard)
+        pending = work if isinstance(work, asyncio.Future) else asyncio.ensure_future(work)
+        partition.tasks.add(pending)
+        pending.add_done_callback(functools.partial(self._settled, partition, record.offset))
 
-    async def _run(self, work: Coroutine[Any, Any, None], partition: _Partition, offset: int) -> None:
+    def _settled(self, partition: _Partition, offset: int, work: asyncio.Future[None]) -> None:
+        partition.tasks.discard(work)
         # Cancelled work (rebalance, shutdown timeout) is not complete: its offset stays uncommitted.
-        try:
-            await work
-        except Exception:
+        if work.cancelled():
+            return
+        if (exc := work.exception()) is not None:
             # A bug, not a platform's or the store's failure (stages end those in a result): the
             # offset stays uncommitted and the message is redone after a restart.
-            log.exception("message handling failed", extra={"pipeline": self.name, "offset": offset})
-            raise
+            log.error(
+                "message handling failed: %r",
+                exc,
+                exc_info=exc,
+                extra={"pipeline": self.name, "offset": offset},
+            )
+            return
         self._complete(partition, offset)
 
     def _complete(self, partition: _Partition, offset: int) -> None:
@@ -196,7 +212,7 @@ class Pipeline:
     async def _drain(self, timeout_s: float, tps: list[TopicPartition] | None = None) -> None:
         """Wait up to `timeout_s` for in-flight work (of `tps`, or all), then cancel what is left."""
         selected = [p for tp, p in self._partitions.items() if tps is None or tp in tps]
-        tasks: set[asyncio.Task[None]] = set().union(*(p.tasks for p in selected)) if selected else set()
+        tasks: set[asyncio.Future[None]] = set().union(*(p.tasks for p in selected)) if selected else set()
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=timeout_s)
@@ -217,6 +233,7 @@ class Pipeline:
             return
         await self._drain(min(self._kafka.rebalance_drain_s, self._settings.shutdown_timeout_s), mine)
         await self._commit(mine)
+        self._stage.revoked(mine)
         for tp in mine:
             partition = self._partitions.pop(tp)
             partition.dropped = True
@@ -232,6 +249,7 @@ class Pipeline:
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         for tp in assigned:
             self._partitions.setdefault(tp, _Partition())
+        self._stage.assigned(assigned)
         for tp in assigned:
             # Lag is measured from the committed offset; learn it now rather than after the first commit.
             self._partitions[tp].committed = await self._source.committed(tp)

@@ -2,8 +2,11 @@
 
 Every pipeline of a process reads the same input messages, usually close together. The first to
 reach a message decodes it and starts its conflict check (is this `event_id` known with other
-content?); the others find both here. The cache is small and bounded: a pipeline far behind the
-others decodes and checks again, and the store gives it the same answer.
+content?); the others find both here. A message is kept only until every pipeline of the process
+that holds its partition and has not passed it yet has read it, and the cache is bounded: when it
+is full, a pipeline running far ahead (the intake through a backlog, say) decodes without keeping,
+and the first of the others to arrive decodes and checks again (the store gives the same answer)
+and keeps it for the rest.
 
 The conflict decision itself is the store's (`check_event`: the first content seen for an
 `event_id` is kept). Checks of one `event_id` reach the store in consumption order, whatever the
@@ -14,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from aiokafka.structs import ConsumerRecord
 
@@ -47,38 +50,75 @@ class Screened:
 
     async def first_seen_content(self) -> bool:
         """True unless the event's id was first seen with other content (a conflict)."""
+        verdict = self.verdict()
+        if verdict.done():
+            return verdict.result()
+        # shield: one pipeline that stops waiting must not cancel the check the others wait for.
+        return await asyncio.shield(verdict)
+
+    def verdict(self) -> asyncio.Task[bool]:
+        """The conflict check, for callers that wait with a callback rather than an await."""
         if self._verdict is None:
             raise RuntimeError("an invalid message has no content to check")
-        # shield: one pipeline that stops waiting must not cancel the check the others wait for.
-        return await asyncio.shield(self._verdict)
+        return self._verdict
+
+
+@dataclass(slots=True)
+class _Kept:
+    screened: Screened
+    #: Pipelines expected to read the message that have not yet.
+    readers: set[str]
 
 
 class MessageScreen:
-    """Decoded messages by (topic, partition, offset), the oldest dropped beyond `capacity`."""
+    """Decoded messages by (topic, partition, offset), kept for the pipelines still to read them."""
 
     def __init__(self, check: ConflictCheck, max_message_bytes: int, capacity: int) -> None:
         self._check = check
         self._max_bytes = max_message_bytes
         self._capacity = capacity
-        self._seen: OrderedDict[tuple[str, int, int], Screened] = OrderedDict()
+        self._kept: dict[tuple[str, int, int], _Kept] = {}
+        #: Per partition, each local pipeline holding it and the next offset it will read (-1: unknown).
+        self._positions: dict[tuple[str, int], dict[str, int]] = {}
         self._identities = OrderingLanes()
         self._checks: set[asyncio.Task[bool]] = set()
 
-    def screen(self, record: ConsumerRecord) -> Screened:
-        """Synchronous, called in consumption order; `record.value` is not None."""
-        key = (record.topic, record.partition, record.offset)
-        found = self._seen.get(key)
-        if found is not None:
-            return found
+    def assigned(self, reader: str, partitions: Iterable[tuple[str, int]]) -> None:
+        for tp in partitions:
+            self._positions.setdefault(tp, {})[reader] = -1
+
+    def revoked(self, reader: str, partitions: Iterable[tuple[str, int]]) -> None:
+        gone = set(partitions)
+        for tp in gone:
+            self._positions.get(tp, {}).pop(reader, None)
+        for key, kept in list(self._kept.items()):
+            if key[:2] in gone:
+                kept.readers.discard(reader)
+                if not kept.readers:
+                    del self._kept[key]
+
+    def screen(self, record: ConsumerRecord, reader: str) -> Screened:
+        """Synchronous, called by each pipeline in its consumption order; `record.value` is not None."""
+        tp = (record.topic, record.partition)
+        offset = record.offset
+        positions = self._positions.setdefault(tp, {})
+        positions[reader] = offset + 1
+        key = (record.topic, record.partition, offset)
+        kept = self._kept.get(key)
+        if kept is not None:
+            kept.readers.discard(reader)
+            if not kept.readers:
+                del self._kept[key]
+            return kept.screened
         try:
             event = decode_event(record.value, self._max_bytes)
         except InvalidEventError as exc:
             screened = Screened(None, exc, None)
         else:
             screened = Screened(event, None, self._start_check(event))
-        self._seen[key] = screened
-        if len(self._seen) > self._capacity:
-            self._seen.popitem(last=False)
+        readers = {other for other, at in positions.items() if other != reader and at <= offset}
+        if readers and len(self._kept) < self._capacity:
+            self._kept[key] = _Kept(screened, readers)
         return screened
 
     def _start_check(self, event: OrderChangedEvent) -> asyncio.Task[bool]:
@@ -101,4 +141,4 @@ class MessageScreen:
         for task in self._checks:
             task.cancel()
         await asyncio.gather(*self._checks, return_exceptions=True)
-        self._seen.clear()
+        self._kept.clear()

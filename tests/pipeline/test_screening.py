@@ -42,24 +42,38 @@ class _Store:
         return self.kept.setdefault(event_id, fingerprint) == fingerprint
 
 
+TP = ("orders.changed", 0)
+
+
+def _screen(
+    store: _Store, capacity: int = 16, readers: tuple[str, ...] = ("intake", "vucustom")
+) -> MessageScreen:
+    screen = MessageScreen(store.check, 1_048_576, capacity=capacity)
+    for reader in readers:
+        screen.assigned(reader, [TP])
+    return screen
+
+
 async def test_pipelines_reading_the_same_message_share_one_decode_and_one_check() -> None:
     store = _Store()
-    screen = MessageScreen(store.check, 1_048_576, capacity=16)
+    screen = _screen(store)
     raw = orjson.dumps(make_event("ord-1", 1, event_id="e-1"))
-    first = screen.screen(_record(0, raw))
+    first = screen.screen(_record(0, raw), "intake")
     # Another pipeline reads the same offset later: the same decoded event, the same verdict.
-    second = screen.screen(_record(0, raw))
+    second = screen.screen(_record(0, raw), "vucustom")
     assert second is first and first.event is not None
     assert await first.first_seen_content() and await second.first_seen_content()
     assert store.calls == ["e-1"]
+    # Every reader has read it: it is no longer kept (a re-read after a rebalance decodes again).
+    assert screen.screen(_record(0, raw), "intake") is not first
     await screen.close()
 
 
 async def test_an_invalid_message_carries_its_dlq_reason_and_no_check() -> None:
     store = _Store()
-    screen = MessageScreen(store.check, 1_048_576, capacity=16)
-    broken = screen.screen(_record(0, b'{"event_id": '))
-    invalid = screen.screen(_record(1, orjson.dumps({"event_id": "e-2"})))
+    screen = _screen(store)
+    broken = screen.screen(_record(0, b'{"event_id": '), "intake")
+    invalid = screen.screen(_record(1, orjson.dumps({"event_id": "e-2"})), "intake")
     assert broken.event is None and broken.error is not None and broken.error.reason is DlqReason.DECODE
     assert invalid.error is not None and invalid.error.reason is DlqReason.SCHEMA
     assert store.calls == []
@@ -69,34 +83,52 @@ async def test_an_invalid_message_carries_its_dlq_reason_and_no_check() -> None:
 async def test_copies_of_an_event_id_are_checked_in_consumption_order() -> None:
     # The first copy's check is slow; the second must still reach the store after it.
     store = _Store(delay_s=0.05)
-    screen = MessageScreen(store.check, 1_048_576, capacity=16)
+    screen = _screen(store)
     original = make_event("ord-1", 1, event_id="e-1")
     reused = make_event("ord-1", 2, event_id="e-1")
-    kept = screen.screen(_record(0, orjson.dumps(original)))
-    refused = screen.screen(_record(1, orjson.dumps(reused)))
+    kept = screen.screen(_record(0, orjson.dumps(original)), "intake")
+    refused = screen.screen(_record(1, orjson.dumps(reused)), "intake")
     assert await refused.first_seen_content() is False
     assert await kept.first_seen_content() is True
 
 
-async def test_a_message_evicted_from_the_cache_is_decoded_and_checked_again_with_the_same_answer() -> None:
+async def test_a_full_cache_keeps_what_the_slower_pipelines_still_need() -> None:
+    """The intake races ahead through a backlog: beyond the capacity it decodes without keeping;
+    the first platform pipeline to arrive decodes (and checks) again, then keeps it for the rest."""
     store = _Store()
-    screen = MessageScreen(store.check, 1_048_576, capacity=2)
-    raw = orjson.dumps(make_event("ord-1", 1, event_id="e-1"))
-    first = screen.screen(_record(0, raw))
-    assert await first.first_seen_content()
-    for offset in (1, 2):
-        screen.screen(_record(offset, orjson.dumps(make_event(f"ord-{offset}", 1))))
-    again = screen.screen(_record(0, raw))
-    assert again is not first
-    assert await again.first_seen_content()
-    assert store.calls.count("e-1") == 2
+    screen = _screen(store, capacity=2, readers=("intake", "vucustom", "ventmere"))
+    raws = [orjson.dumps(make_event(f"ord-{n}", 1, event_id=f"e-{n}")) for n in range(3)]
+    ahead = [screen.screen(_record(n, raw), "intake") for n, raw in enumerate(raws)]
+    for screened in ahead:
+        assert await screened.first_seen_content()
+    for reader in ("vucustom", "ventmere"):
+        first_two = [screen.screen(_record(n, raw), reader) for n, raw in enumerate(raws[:2])]
+        assert first_two == ahead[:2], "kept for the pipelines behind"
+    late = screen.screen(_record(2, raws[2]), "vucustom")
+    assert late is not ahead[2] and await late.first_seen_content()
+    assert screen.screen(_record(2, raws[2]), "ventmere") is late, "kept by the first to arrive"
+    assert store.calls == ["e-0", "e-1", "e-2", "e-2"]
+    await screen.close()
+
+
+async def test_a_revoked_pipeline_is_no_longer_waited_for() -> None:
+    store = _Store()
+    screen = _screen(store, capacity=1)
+    raw = orjson.dumps(make_event("ord-1", 1))
+    kept = screen.screen(_record(0, raw), "intake")
+    screen.revoked("vucustom", [TP])
+    # Nobody else is to read offset 0: the cache has room again for the next message.
+    follows = screen.screen(_record(1, orjson.dumps(make_event("ord-2", 1))), "intake")
+    screen.assigned("vucustom", [TP])
+    assert screen.screen(_record(0, raw), "vucustom") is not kept
+    assert follows.event is not None
     await screen.close()
 
 
 async def test_one_waiter_giving_up_does_not_cancel_the_check_for_the_others() -> None:
     store = _Store(delay_s=0.05)
-    screen = MessageScreen(store.check, 1_048_576, capacity=16)
-    screened = screen.screen(_record(0, orjson.dumps(make_event("ord-1", 1))))
+    screen = _screen(store)
+    screened = screen.screen(_record(0, orjson.dumps(make_event("ord-1", 1))), "intake")
     impatient = asyncio.ensure_future(screened.first_seen_content())
     await asyncio.sleep(0)
     impatient.cancel()
