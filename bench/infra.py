@@ -91,7 +91,8 @@ class Simulators:
     @classmethod
     async def start(cls, latency_ms: float, workdir: Path) -> Simulators:
         port = free_port()
-        argv = [ORDER_SYNC, "simulate", "--port", str(port), "--latency-ms", str(latency_ms)]
+        # No platform limits: the bench measures the connector, not Elastic Path's or Sellercloud's quota.
+        argv = [ORDER_SYNC, "simulate", "--no-limits", "--port", str(port), "--latency-ms", str(latency_ms)]
         child = Child(argv, child_env({}), workdir / f"simulators-{latency_ms:g}ms.log")
         deadline = time.monotonic() + 30
         while not await accepts_connections(port):

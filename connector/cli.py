@@ -132,12 +132,27 @@ def demo(events: int, chaos: bool, bootstrap_servers: str | None, summary_json: 
 @click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--token-lifetime-s", type=click.FloatRange(min=1), default=3600.0, show_default=True)
-def simulate(port: int, host: str, latency_ms: float, error_rate: float, token_lifetime_s: float) -> None:
+@click.option(
+    "--limits/--no-limits",
+    default=True,
+    show_default=True,
+    help="Enforce the platforms' request limits (Sellercloud's hourly quota, Elastic Path's per-store rate).",
+)
+def simulate(
+    port: int, host: str, latency_ms: float, error_rate: float, token_lifetime_s: float, limits: bool
+) -> None:
     """The four platform simulators alone, for pointing a real connector at."""
     from connector.simulators.server import run_simulate
 
     sys.exit(
-        run_simulate(port, latency_ms, host=host, error_rate=error_rate, token_lifetime_s=token_lifetime_s)
+        run_simulate(
+            port,
+            latency_ms,
+            host=host,
+            error_rate=error_rate,
+            token_lifetime_s=token_lifetime_s,
+            platform_limits=limits,
+        )
     )
 
 

@@ -149,6 +149,11 @@ class PlatformSettings(_Section):
         description="Requests the token bucket lets through at once after a quiet spell; unset is one"
         " second's worth of RATE_LIMIT_RPS.",
     )
+    supersede_queued_versions: bool = Field(
+        default=False,
+        description="Versions of one order waiting for this platform at once collapse to the newest;"
+        " the older ones end superseded without a request (for full-state updates and scarce quotas).",
+    )
     timeout_s: float = Field(default=10, gt=0, description="Timeout of one request.")
     max_attempts: int = Field(default=8, ge=1, description="Attempts per delivery before it is exhausted.")
     retry_budget_s: float = Field(

@@ -12,7 +12,7 @@ import time
 import orjson
 
 from connector.codec import encode_result
-from connector.dispatcher import DeliveryReport, PlatformDispatcher
+from connector.dispatcher import DeliveryReport, PlatformDispatcher, Superseded
 from connector.errors import UnmappableError
 from connector.idempotency import Claim, ClaimStatus, DeliveryKey
 from connector.metrics import Metrics
@@ -63,7 +63,9 @@ class DeliveryRunner:
             (p, o): metrics.deliveries.labels(p.value, o.value) for p in dispatchers for o in Outcome
         }
 
-    async def run(self, event: OrderChangedEvent, platform: Platform, source: Source) -> None:
+    async def run(
+        self, event: OrderChangedEvent, platform: Platform, source: Source, superseded: Superseded = None
+    ) -> None:
         order = event.order
         key = DeliveryKey(event.event_id, platform, order.order_number, order.version)
         claim = await self._claim(key)
@@ -94,7 +96,7 @@ class DeliveryRunner:
         gauge = self._inflight[platform]
         gauge.inc()
         try:
-            await self._run_claimed(event, platform, key, claim.status, source)
+            await self._run_claimed(event, platform, key, claim.status, source, superseded)
         finally:
             gauge.dec()
 
@@ -113,6 +115,7 @@ class DeliveryRunner:
         key: DeliveryKey,
         status: ClaimStatus,
         source: Source,
+        superseded: Superseded,
     ) -> None:
         order = event.order
         started = time.monotonic()
@@ -120,7 +123,7 @@ class DeliveryRunner:
             self._metrics.idempotency_hits.labels(platform.value, "stale").inc()
             report = DeliveryReport(Outcome.SKIPPED_STALE, None, 0, None)
         else:
-            report = await self._attempt(event, platform, key)
+            report = await self._attempt(event, platform, key, superseded)
         # Built from known-good values: pydantic's validation would only re-check them.
         result = OrderSyncResult.model_construct(
             result_id=OrderSyncResult.result_id_for(event.event_id, platform),
@@ -140,7 +143,7 @@ class DeliveryRunner:
         await self._publish(key, result, encoded, source)
 
     async def _attempt(
-        self, event: OrderChangedEvent, platform: Platform, key: DeliveryKey
+        self, event: OrderChangedEvent, platform: Platform, key: DeliveryKey, superseded: Superseded
     ) -> DeliveryReport:
         dispatcher = self._dispatchers[platform]
         try:
@@ -159,7 +162,7 @@ class DeliveryRunner:
                 Outcome.UNMAPPABLE, None, 0, ResultError(category=ErrorCategory.MAPPING, message=message)
             )
         try:
-            return await dispatcher.deliver(request)
+            return await dispatcher.deliver(request, superseded)
         except asyncio.CancelledError:
             # Abandoned (rebalance or shutdown): let whoever gets the partition next send it at once.
             await asyncio.shield(self._release(key))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from connector.config import PlatformSettings
@@ -21,6 +22,10 @@ from connector.platforms.base import Attempt, PlatformAdapter, PlatformRequest, 
 from connector.policies import CircuitBreaker, CircuitState, PlatformHold, RetryPolicy, TokenBucket
 
 log = logging.getLogger(__name__)
+
+
+#: Asked before each send: has a newer version of the order come to wait for the same platform?
+Superseded = Callable[[], bool] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +81,9 @@ class PlatformDispatcher:
             counter = self._requests[code] = self._metrics.platform_requests.labels(self.platform.value, code)
         counter.inc()
 
-    async def deliver(self, request: PlatformRequest) -> DeliveryReport:
+    async def deliver(self, request: PlatformRequest, superseded: Superseded = None) -> DeliveryReport:
+        """Send until an outcome; `superseded`, when given, is asked before every send whether a newer
+        version of the order now waits for this platform (then nothing more is sent for this one)."""
         attempts = 0
         started = time.monotonic()
         waited = 0.0
@@ -85,6 +92,8 @@ class PlatformDispatcher:
             await self.circuit.wait_until_allowed()
             await self._hold.wait()
             waited += time.monotonic() - wait_started
+            if superseded is not None and superseded():
+                return DeliveryReport(Outcome.SUPERSEDED, None, attempts, None)
             async with self._slots:
                 # A token is taken only once a slot is held: tokens taken while queued for a slot
                 # would leave together when slots free up, faster than RATE_LIMIT_RPS.
@@ -97,6 +106,9 @@ class PlatformDispatcher:
                     await self._hold.wait()
                     await self._bucket.acquire()
                 waited += time.monotonic() - wait_started
+                if superseded is not None and superseded():
+                    # Newer work arrived while this one queued for its slot or its token.
+                    return DeliveryReport(Outcome.SUPERSEDED, None, attempts, None)
                 sent_at = time.monotonic()
                 try:
                     attempt = await self.adapter.attempt(request)

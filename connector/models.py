@@ -43,10 +43,13 @@ class Outcome(StrEnum):
     EXHAUSTED = "exhausted"
     #: The event lacks what this platform needs (an id, a required field); nothing was sent.
     UNMAPPABLE = "unmappable"
+    #: A newer version of the order was waiting for the same platform and was sent instead
+    #: (SUPERSEDE_QUEUED_VERSIONS); nothing was sent for this one.
+    SUPERSEDED = "superseded"
 
     @property
     def succeeded(self) -> bool:
-        return self in (Outcome.APPLIED, Outcome.SKIPPED_STALE)
+        return self in (Outcome.APPLIED, Outcome.SKIPPED_STALE, Outcome.SUPERSEDED)
 
 
 class ErrorCategory(StrEnum):

@@ -19,15 +19,33 @@ from connector.pipeline.pipeline import Work
 from connector.pipeline.screening import MessageScreen, Screened
 
 
+class _Waiting:
+    """The versions of one order waiting for this platform: how many, and the newest."""
+
+    __slots__ = ("count", "newest")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.newest = 0
+
+
 class DeliveryStage:
     def __init__(
-        self, platform: Platform, screen: MessageScreen, runner: DeliveryRunner, metrics: Metrics
+        self,
+        platform: Platform,
+        screen: MessageScreen,
+        runner: DeliveryRunner,
+        metrics: Metrics,
+        supersede: bool = False,
     ) -> None:
         self._platform = platform
         self._screen = screen
         self._runner = runner
         self._lanes = OrderingLanes()
         self._event_seconds = metrics.event_seconds
+        self._supersede = supersede
+        #: With SUPERSEDE_QUEUED_VERSIONS: per order, the versions in this pipeline not yet done.
+        self._waiting: dict[str, _Waiting] = {}
 
     def take(self, record: ConsumerRecord) -> Work:
         if record.value is None:
@@ -55,11 +73,25 @@ class DeliveryStage:
         source: Source,
         consumed_at: float,
     ) -> None:
+        waiting: _Waiting | None = None
         try:
             if not await screened.first_seen_content():
                 return
+            if self._supersede:
+                # Counted only once its content is known good: a conflicting copy supersedes nothing.
+                waiting = self._waiting.setdefault(event.order.order_number, _Waiting())
+                waiting.count += 1
+                waiting.newest = max(waiting.newest, event.order.version)
             await ticket.wait_turn()
-            await self._runner.run(event, self._platform, source)
+            superseded = None
+            if waiting is not None:
+                version, known = event.order.version, waiting
+                superseded = lambda: known.newest > version  # noqa: E731 - asked before each send
+            await self._runner.run(event, self._platform, source, superseded)
         finally:
             ticket.finish()
+            if waiting is not None:
+                waiting.count -= 1
+                if not waiting.count:
+                    del self._waiting[event.order.order_number]
         self._event_seconds.observe(time.monotonic() - consumed_at)

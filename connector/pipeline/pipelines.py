@@ -49,7 +49,8 @@ class Pipelines:
             stage = IntakeStage(self.screen, publisher, metrics)
             self.all.append(self._pipeline(INTAKE_PIPELINE, stage, settings, guard, metrics))
         for platform in platforms:
-            delivery = DeliveryStage(platform, self.screen, runner, metrics)
+            supersede = settings.platforms.get(platform).supersede_queued_versions
+            delivery = DeliveryStage(platform, self.screen, runner, metrics, supersede)
             self.all.append(self._pipeline(platform.value, delivery, settings, guard, metrics))
         self.stopping = False
 

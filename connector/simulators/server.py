@@ -204,6 +204,7 @@ async def serve(
     error_rate: float = 0.0,
     token_lifetime_s: float = 3600.0,
     strict_ids: bool = False,
+    platform_limits: bool = True,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve the four simulators on one port until `stop` is set (forever when None); print the env to use."""
@@ -214,7 +215,7 @@ async def serve(
         error_rate=error_rate,
         token_lifetime_s=token_lifetime_s,
         strict_ids=strict_ids,
-        platform_limits=True,
+        platform_limits=platform_limits,
     )
     async with suite:
         print(f"order-sync simulators listening on http://{host}:{suite.port}", flush=True)
@@ -232,6 +233,7 @@ def run_simulate(
     error_rate: float = 0.0,
     token_lifetime_s: float = 3600.0,
     strict_ids: bool = False,
+    platform_limits: bool = True,
 ) -> int:
     """`order-sync simulate`: serve until SIGINT or SIGTERM, then exit 0."""
 
@@ -247,6 +249,7 @@ def run_simulate(
             error_rate=error_rate,
             token_lifetime_s=token_lifetime_s,
             strict_ids=strict_ids,
+            platform_limits=platform_limits,
             stop=stop,
         )
 

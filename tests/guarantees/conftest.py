@@ -184,11 +184,16 @@ def connector_env(
 
 
 async def wait_all_committed(
-    broker: EmbeddedBroker, topics: Topics, group: str, timeout_s: float = 60
+    broker: EmbeddedBroker,
+    topics: Topics,
+    group: str,
+    timeout_s: float = 60,
+    platforms: Iterable[Platform] = tuple(Platform),
 ) -> dict[str, dict[int, int]]:
-    """Wait until every pipeline's group committed every input partition to its end: all results
-    (and DLQ copies) are then out."""
-    return await wait_committed(broker.bootstrap_servers, group, topics.input, timeout_s)
+    """Wait until every pipeline's group (the intake's and each of `platforms`') committed every
+    input partition to its end: all results (and DLQ copies) are then out."""
+    names = [p.value for p in platforms]
+    return await wait_committed(broker.bootstrap_servers, group, topics.input, timeout_s, platforms=names)
 
 
 async def wait_results(
