@@ -23,6 +23,9 @@ from connector.storeguard import StoreGuard
 
 log = logging.getLogger(__name__)
 
+#: How many in-flight windows apart pipelines may be and still share what was judged of a message.
+JUDGED_WINDOWS = 32
+
 
 def group_of(settings: Settings, pipeline: str) -> str:
     """`{GROUP_ID}` for the intake, `{GROUP_ID}.{platform}` for a platform's pipeline."""
@@ -40,9 +43,13 @@ class Pipelines:
         platforms: list[Platform],
         metrics: Metrics,
     ) -> None:
-        # Wide enough for pipelines a full in-flight window apart to decode each message once.
+        # Decoded messages for pipelines up to two in-flight windows apart (about 12 KiB each); what
+        # was judged of each (a few hundred bytes) for pipelines much further apart.
         self.screen = MessageScreen(
-            runner.check_event, settings.kafka.max_message_bytes, capacity=2 * settings.max_inflight_events
+            runner.check_event,
+            settings.kafka.max_message_bytes,
+            capacity=2 * settings.max_inflight_events,
+            judged_capacity=JUDGED_WINDOWS * settings.max_inflight_events,
         )
         self.all: list[Pipeline] = []
         if settings.runs_intake():

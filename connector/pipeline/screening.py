@@ -6,7 +6,9 @@ content?); the others find both here. A message is kept only until every pipelin
 that holds its partition and has not passed it yet has read it, and the cache is bounded: when it
 is full, a pipeline running far ahead (the intake through a backlog, say) decodes without keeping,
 and the first of the others to arrive decodes and checks again (the store gives the same answer)
-and keeps it for the rest.
+and keeps it for the rest. What was judged of each message (invalid and why, or valid and the
+conflict check's answer) is remembered much longer, being small: a pipeline that decodes a message
+again skips the hostile-input checks and the store.
 
 The conflict decision itself is the store's (`check_event`: the first content seen for an
 `event_id` is kept). Checks of one `event_id` reach the store in consumption order, whatever the
@@ -17,17 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka.structs import ConsumerRecord
 
-from connector.codec import decode_event, fingerprint
+from connector.codec import decode_accepted, decode_event, fingerprint
 from connector.errors import InvalidEventError
 from connector.models import OrderChangedEvent
 from connector.pipeline.lanes import LaneTicket, OrderingLanes
 
 log = logging.getLogger(__name__)
+
+#: What was found of a message: why it is not a valid event, or the check of its event_id.
+Judged = InvalidEventError | asyncio.Task[bool]
 
 #: Asks the store whether an event's content is the one first seen for its id.
 ConflictCheck = Callable[[str, str], Awaitable[bool]]
@@ -73,11 +79,18 @@ class _Kept:
 class MessageScreen:
     """Decoded messages by (topic, partition, offset), kept for the pipelines still to read them."""
 
-    def __init__(self, check: ConflictCheck, max_message_bytes: int, capacity: int) -> None:
+    def __init__(
+        self, check: ConflictCheck, max_message_bytes: int, capacity: int, judged_capacity: int
+    ) -> None:
         self._check = check
         self._max_bytes = max_message_bytes
         self._capacity = capacity
+        self._judged_capacity = judged_capacity
         self._kept: dict[tuple[str, int, int], _Kept] = {}
+        #: What each recent message was found to be: why it is invalid, or its conflict check.
+        self._judged: OrderedDict[tuple[str, int, int], InvalidEventError | asyncio.Task[bool]] = (
+            OrderedDict()
+        )
         #: Per partition, each local pipeline holding it and the next offset it will read (-1: unknown).
         self._positions: dict[tuple[str, int], dict[str, int]] = {}
         self._identities = OrderingLanes()
@@ -110,16 +123,36 @@ class MessageScreen:
             if not kept.readers:
                 del self._kept[key]
             return kept.screened
-        try:
-            event = decode_event(record.value, self._max_bytes)
-        except InvalidEventError as exc:
-            screened = Screened(None, exc, None)
-        else:
-            screened = Screened(event, None, self._start_check(event))
+        screened = self._decode(key, record.value)
         readers = {other for other, at in positions.items() if other != reader and at <= offset}
         if readers and len(self._kept) < self._capacity:
             self._kept[key] = _Kept(screened, readers)
         return screened
+
+    def _decode(self, key: tuple[str, int, int], raw: bytes) -> Screened:
+        judged = self._judged.get(key)
+        if isinstance(judged, InvalidEventError):
+            return Screened(None, judged, None)
+        if judged is not None:
+            return Screened(decode_accepted(raw), None, judged)
+        try:
+            event = decode_event(raw, self._max_bytes)
+        except InvalidEventError as exc:
+            screened = Screened(None, exc.with_traceback(None), None)
+            self._remember(key, screened.error)
+            return screened
+        screened = Screened(event, None, self._start_check(event))
+        self._remember(key, screened.verdict())
+        return screened
+
+    def _remember(
+        self, key: tuple[str, int, int], judged: InvalidEventError | asyncio.Task[bool] | None
+    ) -> None:
+        if judged is None:
+            return
+        self._judged[key] = judged
+        if len(self._judged) > self._judged_capacity:
+            self._judged.popitem(last=False)
 
     def _start_check(self, event: OrderChangedEvent) -> asyncio.Task[bool]:
         # The ticket is taken now, in consumption order; the check waits for earlier copies' checks.
@@ -142,3 +175,4 @@ class MessageScreen:
             task.cancel()
         await asyncio.gather(*self._checks, return_exceptions=True)
         self._kept.clear()
+        self._judged.clear()

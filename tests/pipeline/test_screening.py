@@ -46,9 +46,9 @@ TP = ("orders.changed", 0)
 
 
 def _screen(
-    store: _Store, capacity: int = 16, readers: tuple[str, ...] = ("intake", "vucustom")
+    store: _Store, capacity: int = 16, readers: tuple[str, ...] = ("intake", "vucustom"), judged: int = 64
 ) -> MessageScreen:
-    screen = MessageScreen(store.check, 1_048_576, capacity=capacity)
+    screen = MessageScreen(store.check, 1_048_576, capacity=capacity, judged_capacity=judged)
     for reader in readers:
         screen.assigned(reader, [TP])
     return screen
@@ -94,7 +94,8 @@ async def test_copies_of_an_event_id_are_checked_in_consumption_order() -> None:
 
 async def test_a_full_cache_keeps_what_the_slower_pipelines_still_need() -> None:
     """The intake races ahead through a backlog: beyond the capacity it decodes without keeping;
-    the first platform pipeline to arrive decodes (and checks) again, then keeps it for the rest."""
+    the first platform pipeline to arrive decodes again (with what was judged of it: no second
+    store check), then keeps it for the rest."""
     store = _Store()
     screen = _screen(store, capacity=2, readers=("intake", "vucustom", "ventmere"))
     raws = [orjson.dumps(make_event(f"ord-{n}", 1, event_id=f"e-{n}")) for n in range(3)]
@@ -107,7 +108,24 @@ async def test_a_full_cache_keeps_what_the_slower_pipelines_still_need() -> None
     late = screen.screen(_record(2, raws[2]), "vucustom")
     assert late is not ahead[2] and await late.first_seen_content()
     assert screen.screen(_record(2, raws[2]), "ventmere") is late, "kept by the first to arrive"
-    assert store.calls == ["e-0", "e-1", "e-2", "e-2"]
+    assert late.verdict() is ahead[2].verdict()
+    assert store.calls == ["e-0", "e-1", "e-2"]
+    await screen.close()
+
+
+async def test_beyond_what_is_remembered_a_message_is_judged_again_with_the_same_answer() -> None:
+    store = _Store()
+    screen = _screen(store, capacity=0, judged=1)
+    raws = [orjson.dumps(make_event(f"ord-{n}", 1, event_id=f"e-{n}")) for n in range(2)]
+    first = screen.screen(_record(0, raws[0]), "intake")
+    screen.screen(_record(1, raws[1]), "intake")
+    again = screen.screen(_record(0, raws[0]), "vucustom")
+    assert again.verdict() is not first.verdict()
+    assert await again.first_seen_content() and await first.first_seen_content()
+    assert store.calls == ["e-0", "e-1", "e-0"]
+    # An invalid message remembered: judged invalid again without decoding, for the same reason.
+    broken = screen.screen(_record(2, b"{"), "intake")
+    assert screen.screen(_record(2, b"{"), "vucustom").error is broken.error
     await screen.close()
 
 
