@@ -1,4 +1,5 @@
-"""One delivery, end to end: idempotency claim, request (or not), outcome recorded, result published.
+"""One delivery, end to end: request built, idempotency claim, request sent (or not), outcome
+recorded, result published.
 
 Every path ends in a published result, except a delivery the store has already reported.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 import orjson
 
@@ -26,6 +28,7 @@ from connector.models import (
     Source,
     utc_now_rfc3339,
 )
+from connector.platforms.base import PlatformRequest
 from connector.publisher import Publisher
 from connector.storebatch import StoreBatcher
 from connector.storeguard import StoreGuard
@@ -37,6 +40,17 @@ log = logging.getLogger(__name__)
 #: queues the claims of every waiting delivery ahead of the outcomes, and hundreds of answered
 #: requests stay unrecorded (all repeated after a kill).
 CONCURRENT_CLAIMS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event for one platform, ready to go: what the store knows it by, and its request (or why
+    there is none). An in-flight delivery holds this, a few hundred bytes, not the decoded event."""
+
+    key: DeliveryKey
+    request: PlatformRequest | None
+    unmappable: ResultError | None
+    source: Source
 
 
 class DeliveryRunner:
@@ -63,11 +77,25 @@ class DeliveryRunner:
             (p, o): metrics.deliveries.labels(p.value, o.value) for p in dispatchers for o in Outcome
         }
 
-    async def run(
-        self, event: OrderChangedEvent, platform: Platform, source: Source, superseded: Superseded = None
-    ) -> None:
+    def prepare(self, event: OrderChangedEvent, platform: Platform, source: Source) -> Delivery:
+        """The delivery of `event` to `platform`, its request built now (pure, no I/O)."""
         order = event.order
         key = DeliveryKey(event.event_id, platform, order.order_number, order.version)
+        try:
+            request = self._dispatchers[platform].adapter.build_request(event)
+        except UnmappableError as exc:
+            return Delivery(key, None, ResultError(category=ErrorCategory.MAPPING, message=str(exc)), source)
+        except Exception as exc:
+            # An adapter that cannot build a request for this event makes it unmappable, never a stall.
+            log.exception(
+                "request mapping failed", extra={"event_id": key.event_id, "platform": platform.value}
+            )
+            message = f"internal mapping error: {type(exc).__name__}"
+            return Delivery(key, None, ResultError(category=ErrorCategory.MAPPING, message=message), source)
+        return Delivery(key, request, None, source)
+
+    async def run(self, delivery: Delivery, superseded: Superseded = None) -> None:
+        key = delivery.key
         claim = await self._claim(key)
         busy_delay = 0.05
         while claim.status is ClaimStatus.BUSY:
@@ -77,26 +105,26 @@ class DeliveryRunner:
             claim = await self._claim(key)
 
         if claim.status is ClaimStatus.DUPLICATE:
-            self._metrics.idempotency_hits.labels(platform.value, "duplicate").inc()
+            self._metrics.idempotency_hits.labels(key.platform.value, "duplicate").inc()
             log.debug(
                 "already reported; skipped",
                 extra={
-                    "event_id": event.event_id,
-                    "order_number": order.order_number,
-                    "platform": platform.value,
+                    "event_id": key.event_id,
+                    "order_number": key.order_number,
+                    "platform": key.platform.value,
                 },
             )
             return
         if claim.status is ClaimStatus.UNREPORTED and claim.result is not None:
             stored = OrderSyncResult.model_validate(orjson.loads(claim.result))
-            await self._publish(key, stored, claim.result, source)
+            await self._publish(key, stored, claim.result, delivery.source)
             return
 
         # In flight from here until reported: a hard kill anywhere in between may repeat the request.
-        gauge = self._inflight[platform]
+        gauge = self._inflight[key.platform]
         gauge.inc()
         try:
-            await self._run_claimed(event, platform, key, claim.status, source, superseded)
+            await self._run_claimed(delivery, claim.status, superseded)
         finally:
             gauge.dec()
 
@@ -108,29 +136,21 @@ class DeliveryRunner:
         async with self._claiming:
             return await self._guard.call(self._batch.claim, key)
 
-    async def _run_claimed(
-        self,
-        event: OrderChangedEvent,
-        platform: Platform,
-        key: DeliveryKey,
-        status: ClaimStatus,
-        source: Source,
-        superseded: Superseded,
-    ) -> None:
-        order = event.order
+    async def _run_claimed(self, delivery: Delivery, status: ClaimStatus, superseded: Superseded) -> None:
+        key = delivery.key
         started = time.monotonic()
         if status is ClaimStatus.STALE:
-            self._metrics.idempotency_hits.labels(platform.value, "stale").inc()
+            self._metrics.idempotency_hits.labels(key.platform.value, "stale").inc()
             report = DeliveryReport(Outcome.SKIPPED_STALE, None, 0, None)
         else:
-            report = await self._attempt(event, platform, key, superseded)
+            report = await self._attempt(delivery, superseded)
         # Built from known-good values: pydantic's validation would only re-check them.
         result = OrderSyncResult.model_construct(
-            result_id=OrderSyncResult.result_id_for(event.event_id, platform),
-            event_id=event.event_id,
-            order_number=order.order_number,
-            order_version=order.version,
-            platform=platform,
+            result_id=OrderSyncResult.result_id_for(key.event_id, key.platform),
+            event_id=key.event_id,
+            order_number=key.order_number,
+            order_version=key.version,
+            platform=key.platform,
             outcome=report.outcome,
             status_code=report.status_code,
             attempts=report.attempts,
@@ -140,32 +160,16 @@ class DeliveryRunner:
         )
         encoded = encode_result(result)
         await self._guard.call(self._batch.record_outcome, key, report.outcome, encoded)
-        await self._publish(key, result, encoded, source)
+        await self._publish(key, result, encoded, delivery.source)
 
-    async def _attempt(
-        self, event: OrderChangedEvent, platform: Platform, key: DeliveryKey, superseded: Superseded
-    ) -> DeliveryReport:
-        dispatcher = self._dispatchers[platform]
+    async def _attempt(self, delivery: Delivery, superseded: Superseded) -> DeliveryReport:
+        if delivery.request is None:
+            return DeliveryReport(Outcome.UNMAPPABLE, None, 0, delivery.unmappable)
         try:
-            request = dispatcher.adapter.build_request(event)
-        except UnmappableError as exc:
-            return DeliveryReport(
-                Outcome.UNMAPPABLE, None, 0, ResultError(category=ErrorCategory.MAPPING, message=str(exc))
-            )
-        except Exception as exc:
-            # An adapter that cannot build a request for this event makes it unmappable, never a stall.
-            log.exception(
-                "request mapping failed", extra={"event_id": key.event_id, "platform": platform.value}
-            )
-            message = f"internal mapping error: {type(exc).__name__}"
-            return DeliveryReport(
-                Outcome.UNMAPPABLE, None, 0, ResultError(category=ErrorCategory.MAPPING, message=message)
-            )
-        try:
-            return await dispatcher.deliver(request, superseded)
+            return await self._dispatchers[delivery.key.platform].deliver(delivery.request, superseded)
         except asyncio.CancelledError:
             # Abandoned (rebalance or shutdown): let whoever gets the partition next send it at once.
-            await asyncio.shield(self._release(key))
+            await asyncio.shield(self._release(delivery.key))
             raise
 
     async def _release(self, key: DeliveryKey) -> None:

@@ -17,7 +17,7 @@ from connector.config import INTAKE_PIPELINE
 from connector.errors import DlqReason
 from connector.metrics import Metrics
 from connector.pipeline.pipeline import Work
-from connector.pipeline.screening import MessageScreen, Screened
+from connector.pipeline.screening import MessageScreen
 from connector.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,10 @@ class IntakeStage:
             return None
         # Settled by a callback when the check answers: no task of its own for the common case.
         settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        verdict.add_done_callback(functools.partial(self._on_verdict, record, screened, settled))
+        assert screened.event is not None
+        # The callback holds the event's id, not the decoded event, while the check is under way.
+        event_id = screened.event.event_id
+        verdict.add_done_callback(functools.partial(self._on_verdict, record, event_id, settled))
         return settled
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
@@ -58,7 +61,7 @@ class IntakeStage:
     def _on_verdict(
         self,
         record: ConsumerRecord,
-        screened: Screened,
+        event_id: str,
         settled: asyncio.Future[None],
         verdict: asyncio.Task[bool],
     ) -> None:
@@ -71,8 +74,7 @@ class IntakeStage:
         elif verdict.result():
             settled.set_result(None)
         else:
-            assert screened.event is not None
-            message = f"event_id {screened.event.event_id} was seen with different content"
+            message = f"event_id {event_id} was seen with different content"
             copying = asyncio.ensure_future(self._dead_letter(record, DlqReason.CONFLICT, message))
             copying.add_done_callback(functools.partial(_settle_from, settled))
             settled.add_done_callback(lambda _: copying.cancel())
