@@ -43,12 +43,12 @@ class Pipelines:
         platforms: list[Platform],
         metrics: Metrics,
     ) -> None:
-        # Decoded messages for pipelines up to two in-flight windows apart (about 12 KiB each); what
+        # Decoded messages for pipelines up to half an in-flight window apart (about 12 KiB each); what
         # was judged of each (a few hundred bytes) for pipelines much further apart.
         self.screen = MessageScreen(
             runner.check_event,
             settings.kafka.max_message_bytes,
-            capacity=2 * settings.max_inflight_events,
+            capacity=max(1, settings.max_inflight_events // 2),
             judged_capacity=JUDGED_WINDOWS * settings.max_inflight_events,
         )
         self.all: list[Pipeline] = []
