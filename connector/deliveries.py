@@ -6,6 +6,7 @@ Every path ends in a published result, except a delivery the store has already r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -29,6 +30,7 @@ from connector.models import (
 from connector.publisher import Publisher
 from connector.storebatch import StoreBatcher
 from connector.storeguard import StoreGuard
+from connector.tracecontext import TraceContext
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +66,14 @@ class DeliveryRunner:
         }
 
     async def run(
-        self, event: OrderChangedEvent, platform: Platform, source: Source, superseded: Superseded = None
+        self,
+        event: OrderChangedEvent,
+        platform: Platform,
+        source: Source,
+        superseded: Superseded = None,
+        trace: TraceContext | None = None,
     ) -> None:
+        """Deliver; `trace` is the input record's, when it carried a valid one (README "Traces")."""
         order = event.order
         key = DeliveryKey(event.event_id, platform, order.order_number, order.version)
         claim = await self._claim(key)
@@ -84,19 +92,23 @@ class DeliveryRunner:
                     "event_id": event.event_id,
                     "order_number": order.order_number,
                     "platform": platform.value,
+                    "trace_id": trace.trace_id if trace is not None else None,
                 },
             )
             return
+        # One span of the input's trace per delivery (or a trace of its own): its requests and its
+        # result carry the same traceparent, so each can be found from the other.
+        trace = trace.child() if trace is not None else TraceContext.new()
         if claim.status is ClaimStatus.UNREPORTED and claim.result is not None:
             stored = OrderSyncResult.model_validate(orjson.loads(claim.result))
-            await self._publish(key, stored, claim.result, source)
+            await self._publish(key, stored, claim.result, source, trace)
             return
 
         # In flight from here until reported: a hard kill anywhere in between may repeat the request.
         gauge = self._inflight[platform]
         gauge.inc()
         try:
-            await self._run_claimed(event, platform, key, claim.status, source, superseded)
+            await self._run_claimed(event, platform, key, claim.status, source, superseded, trace)
         finally:
             gauge.dec()
 
@@ -116,6 +128,7 @@ class DeliveryRunner:
         status: ClaimStatus,
         source: Source,
         superseded: Superseded,
+        trace: TraceContext,
     ) -> None:
         order = event.order
         started = time.monotonic()
@@ -123,7 +136,7 @@ class DeliveryRunner:
             self._metrics.idempotency_hits.labels(platform.value, "stale").inc()
             report = DeliveryReport(Outcome.SKIPPED_STALE, None, 0, None)
         else:
-            report = await self._attempt(event, platform, key, superseded)
+            report = await self._attempt(event, platform, key, superseded, trace)
         # Built from known-good values: pydantic's validation would only re-check them.
         result = OrderSyncResult.model_construct(
             result_id=OrderSyncResult.result_id_for(event.event_id, platform),
@@ -140,10 +153,15 @@ class DeliveryRunner:
         )
         encoded = encode_result(result)
         await self._guard.call(self._batch.record_outcome, key, report.outcome, encoded)
-        await self._publish(key, result, encoded, source)
+        await self._publish(key, result, encoded, source, trace)
 
     async def _attempt(
-        self, event: OrderChangedEvent, platform: Platform, key: DeliveryKey, superseded: Superseded
+        self,
+        event: OrderChangedEvent,
+        platform: Platform,
+        key: DeliveryKey,
+        superseded: Superseded,
+        trace: TraceContext,
     ) -> DeliveryReport:
         dispatcher = self._dispatchers[platform]
         try:
@@ -155,12 +173,15 @@ class DeliveryRunner:
         except Exception as exc:
             # An adapter that cannot build a request for this event makes it unmappable, never a stall.
             log.exception(
-                "request mapping failed", extra={"event_id": key.event_id, "platform": platform.value}
+                "request mapping failed",
+                extra={"event_id": key.event_id, "platform": platform.value, "trace_id": trace.trace_id},
             )
             message = f"internal mapping error: {type(exc).__name__}"
             return DeliveryReport(
                 Outcome.UNMAPPABLE, None, 0, ResultError(category=ErrorCategory.MAPPING, message=message)
             )
+        # Added here, once for every adapter: what an adapter builds stays a pure mapping of the event.
+        request = dataclasses.replace(request, headers=(*request.headers, *trace.http_headers()))
         try:
             return await dispatcher.deliver(request, superseded)
         except asyncio.CancelledError:
@@ -176,9 +197,9 @@ class DeliveryRunner:
             log.warning("could not release claim: %s", exc, extra={"event_id": key.event_id})
 
     async def _publish(
-        self, key: DeliveryKey, result: OrderSyncResult, encoded: bytes, source: Source
+        self, key: DeliveryKey, result: OrderSyncResult, encoded: bytes, source: Source, trace: TraceContext
     ) -> None:
-        await self._publisher.publish_result(result, encoded, source)
+        await self._publisher.publish_result(result, encoded, source, trace)
         await self._guard.call(self._batch.mark_reported, key)
         counter = self._delivered.get((result.platform, result.outcome))
         if counter is None:
@@ -194,6 +215,7 @@ class DeliveryRunner:
             "outcome": result.outcome.value,
             "status_code": result.status_code,
             "attempts": result.attempts,
+            "trace_id": trace.trace_id,
         }
         if not failed:
             log.debug("delivered", extra=context)

@@ -17,6 +17,7 @@ from connector.models import OrderChangedEvent, Platform, Source
 from connector.pipeline.lanes import LaneTicket, OrderingLanes
 from connector.pipeline.pipeline import Work
 from connector.pipeline.screening import MessageScreen, Screened
+from connector.tracecontext import TraceContext
 
 
 class _Waiting:
@@ -57,7 +58,8 @@ class DeliveryStage:
         # The lane ticket is taken now, in consumption order: deliveries of one order keep input order.
         ticket = self._lanes.take(event.order.order_number)
         source = Source(record.topic, record.partition, record.offset)
-        return self._deliver(screened, event, ticket, source, time.monotonic())
+        trace = TraceContext.from_headers(record.headers) if record.headers else None
+        return self._deliver(screened, event, ticket, source, trace, time.monotonic())
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
         self._screen.assigned(self._platform.value, [(tp.topic, tp.partition) for tp in partitions])
@@ -71,6 +73,7 @@ class DeliveryStage:
         event: OrderChangedEvent,
         ticket: LaneTicket,
         source: Source,
+        trace: TraceContext | None,
         consumed_at: float,
     ) -> None:
         waiting: _Waiting | None = None
@@ -87,7 +90,7 @@ class DeliveryStage:
             if waiting is not None:
                 version, known = event.order.version, waiting
                 superseded = lambda: known.newest > version  # noqa: E731 - asked before each send
-            await self._runner.run(event, self._platform, source, superseded)
+            await self._runner.run(event, self._platform, source, superseded, trace)
         finally:
             ticket.finish()
             if waiting is not None:
