@@ -8,7 +8,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from connector.broker import EmbeddedBroker
 from connector.models import Platform
@@ -16,7 +15,7 @@ from connector.simulators.requestlog import LoggedRequest
 from connector.simulators.server import SimulatorSuite
 from connector.tracecontext import TraceContext
 from tests.support.events import encode, make_event
-from tests.support.kafka import Record, TopicReader, Topics
+from tests.support.kafka import Record, TopicReader, Topics, produce_with_headers
 from tests.support.process import ConnectorProcess
 
 StartConnector = Callable[[dict[str, str]], ConnectorProcess]
@@ -28,8 +27,6 @@ DLQ_TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
 #: All-zero trace id: not a valid traceparent, so the event counts as one without.
 INVALID = "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
 
-Headers = list[tuple[str, bytes]]
-
 
 def all_targets(n: int) -> dict[str, dict[str, object]]:
     return {
@@ -38,18 +35,6 @@ def all_targets(n: int) -> dict[str, dict[str, object]]:
         "elasticpath": {"order_id": str(uuid.UUID(int=n))},
         "ventmere": {"order_id": f"vm-t{n}", "account_id": ACCOUNT},
     }
-
-
-async def produce_with_headers(
-    bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, Headers]]
-) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
-    await producer.start()
-    try:
-        for key, value, headers in messages:
-            await producer.send_and_wait(topic, value=value, key=key, headers=headers)
-    finally:
-        await producer.stop()
 
 
 def requests_carrying(suite: SimulatorSuite, traceparent: str) -> dict[Platform, list[LoggedRequest]]:
