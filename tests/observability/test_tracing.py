@@ -24,6 +24,7 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 GIVEN = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 STATE = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
 DLQ_TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+REFUSED_TRACE_ID = "5c1a7e2f0b9d4e8a9f3b6c2d1e0f4a7b"
 #: All-zero trace id: not a valid traceparent, so the event counts as one without.
 INVALID = "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
 
@@ -50,6 +51,10 @@ async def test_trace_context_reaches_requests_results_and_dlq(
     given = make_event("ord-traced", 1, all_targets(1))
     untraced = make_event("ord-untraced", 1, all_targets(2))
     invalid = make_event("ord-invalid", 1, all_targets(3))
+    # Elastic Path refuses changes to a fulfilled order: a failed delivery, logged with its trace.
+    refused_order = str(uuid.UUID(int=4))
+    suite.elasticpath.seed_order(refused_order, shipping="fulfilled")
+    refused = make_event("ord-refused", 1, {"elasticpath": {"order_id": refused_order}})
     await produce_with_headers(
         bootstrap,
         topics.input,
@@ -58,6 +63,11 @@ async def test_trace_context_reaches_requests_results_and_dlq(
             (b"ord-untraced", encode(untraced), []),
             (b"ord-invalid", encode(invalid), [("traceparent", INVALID.encode()), ("tracestate", b"a=1")]),
             (b"bad", b"{not json", [("traceparent", DLQ_TRACE.encode())]),
+            (
+                b"ord-refused",
+                encode(refused),
+                [("traceparent", f"00-{REFUSED_TRACE_ID}-{'1' * 16}-01".encode())],
+            ),
         ],
     )
     connector = connectors(
@@ -70,11 +80,15 @@ async def test_trace_context_reaches_requests_results_and_dlq(
     )
     async with TopicReader(bootstrap, topics.success, topics.failure, topics.dlq) as reader:
         await reader.wait_for(
-            lambda r: len(r.of(topics.success)) >= 12 and len(r.of(topics.dlq)) >= 1,
+            lambda r: (
+                len(r.of(topics.success)) >= 12
+                and len(r.of(topics.failure)) >= 1
+                and len(r.of(topics.dlq)) >= 1
+            ),
             60,
-            "12 results and a DLQ copy",
-            fail_on=topics.failure,
+            "12 results, a failure and a DLQ copy",
         )
+        failures = reader.of(topics.failure)
         results: dict[str, list[Record]] = {}
         for record in reader.of(topics.success):
             results.setdefault(record.json()["order_number"], []).append(record)
@@ -82,7 +96,7 @@ async def test_trace_context_reaches_requests_results_and_dlq(
 
     # Every request the connector sent carried a valid traceparent.
     sent = [e for p in Platform for e in suite[p].log]
-    assert len(sent) >= 12
+    assert len(sent) >= 13
     assert all(TraceContext.parse(e.header("traceparent") or "") is not None for e in sent)
 
     # The given trace: on the request to each platform, and on that platform's result.
@@ -111,13 +125,20 @@ async def test_trace_context_reaches_requests_results_and_dlq(
             made.add(carried.trace_id)
     assert len(made) == 8, "each delivery of an event without a trace has a trace of its own"
 
+    # A failed delivery's result carries its trace, and so does the line that logs the failure.
+    assert [r.json()["outcome"] for r in failures] == ["rejected"]
+    failed = TraceContext.parse(failures[0].headers["traceparent"])
+    assert failed is not None and failed.trace_id == REFUSED_TRACE_ID
+    assert list(requests_carrying(suite, failed.traceparent)) == [Platform.ELASTICPATH]
+    lines = [orjson.loads(line) for line in _json_lines(connector.log_path)]
+    failed_lines = [line for line in lines if line["message"].startswith("delivery failed")]
+    assert [(line.get("event_id"), line.get("trace_id")) for line in failed_lines] == [
+        (refused["event_id"], REFUSED_TRACE_ID)
+    ]
+
     # The DLQ copy carries the input's traceparent unchanged, and its log line names the trace.
     assert [(r.value, r.headers.get("traceparent")) for r in dlq] == [(b"{not json", DLQ_TRACE)]
-    dlq_lines = [
-        line
-        for line in map(orjson.loads, _json_lines(connector.log_path))
-        if line.get("message", "").startswith("message sent to DLQ")
-    ]
+    dlq_lines = [line for line in lines if line["message"].startswith("message sent to DLQ")]
     assert [line.get("trace_id") for line in dlq_lines] == [DLQ_TRACE.split("-")[1]]
 
 
