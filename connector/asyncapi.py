@@ -46,8 +46,8 @@ _INPUT_TRACE_HEADERS = {
 }
 _RESULT_TRACE_HEADERS = {
     "traceparent": _text(
-        "The `traceparent` the delivery's platform requests carried: the input's trace with a span id "
-        "of this delivery, or a new trace when the input had no valid one.",
+        "The `traceparent` the delivery's platform requests carried: the input's, unchanged, or a new "
+        "trace of this delivery when the input had no valid one.",
         pattern=_TRACEPARENT_PATTERN,
     ),
     "tracestate": _text("The input's `tracestate`, when it had a valid one."),

@@ -96,9 +96,9 @@ class DeliveryRunner:
                 },
             )
             return
-        # One span of the input's trace per delivery (or a trace of its own): its requests and its
-        # result carry the same traceparent, so each can be found from the other.
-        trace = trace.child() if trace is not None else TraceContext.new()
+        # The input's traceparent goes on unchanged (W3C's rule for a service that records no spans
+        # of its own); without one, a trace per delivery joins its requests and its result.
+        trace = trace if trace is not None else TraceContext.new()
         if claim.status is ClaimStatus.UNREPORTED and claim.result is not None:
             stored = OrderSyncResult.model_validate(orjson.loads(claim.result))
             await self._publish(key, stored, claim.result, source, trace)

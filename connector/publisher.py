@@ -37,7 +37,7 @@ class Publisher:
     async def publish_result(
         self, result: OrderSyncResult, encoded: bytes, source: Source, trace: TraceContext | None = None
     ) -> None:
-        """`trace`: the traceparent the delivery's requests carried (README "Traces")."""
+        """`trace`: the one the delivery's requests carried (README "Traces")."""
         topic = self._settings.success_topic if result.outcome.succeeded else self._settings.failure_topic
         headers = [("event_id", result.event_id.encode("utf-8")), *source.headers()]
         if trace is not None:
@@ -55,7 +55,7 @@ class Publisher:
         offset: int,
         trace: TraceContext | None = None,
     ) -> None:
-        """`trace`: the input record's own, unchanged: a DLQ copy is that record, not a new span."""
+        """`trace`: the input record's own (README "Traces")."""
         headers = [
             ("error.reason", reason.value.encode()),
             ("error.message", message[:_MAX_HEADER_MESSAGE].encode("utf-8", "replace")),

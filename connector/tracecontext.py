@@ -1,8 +1,8 @@
 """W3C trace context: an input record's `traceparent` carried onto what its event causes.
 
-Every delivery has one `TraceContext`: the input record's own trace, or a new one when the record
-has none, so a platform request and its result record can always be joined by the same
-`traceparent` (README "Traces"). Values from Kafka are checked strictly before they go anywhere
+Every delivery has one `TraceContext`: the input record's own, or a new one when the record has
+none, so a platform request and its result record can always be joined by the same `traceparent`
+(README "Traces"). Values from Kafka are checked strictly before they go anywhere
 near an HTTP header: anything that is not a well-formed W3C value is dropped.
 """
 
@@ -81,10 +81,6 @@ class TraceContext:
         if trace_id == _ZERO_TRACE_ID or parent_id == _ZERO_PARENT_ID:
             return None
         return cls(trace_id, parent_id, flags, _valid_tracestate(tracestate))
-
-    def child(self) -> TraceContext:
-        """The same trace with a new parent id: what one delivery's requests and result carry."""
-        return TraceContext(self.trace_id, _random_hex(64), self.flags, self.tracestate)
 
     @property
     def traceparent(self) -> str:

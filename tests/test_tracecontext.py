@@ -114,14 +114,6 @@ def test_new_contexts_are_valid_sampled_and_distinct() -> None:
     assert len({c.parent_id for c in made}) == 200
 
 
-def test_a_child_keeps_the_trace_flags_and_state_with_a_new_parent_id() -> None:
-    parent = TraceContext(TRACE_ID, PARENT_ID, "00", "rojo=1")
-    child = parent.child()
-    assert (child.trace_id, child.flags, child.tracestate) == (TRACE_ID, "00", "rojo=1")
-    assert child.parent_id != PARENT_ID
-    assert TraceContext.parse(child.traceparent, child.tracestate) == child
-
-
 def test_carried_headers_are_only_the_trace_headers() -> None:
     headers = (("Content-Type", "application/json"), ("traceparent", VALID), ("tracestate", "a=1"))
     assert carried_headers(headers) == (("traceparent", VALID), ("tracestate", "a=1"))
