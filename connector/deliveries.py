@@ -96,8 +96,8 @@ class DeliveryRunner:
                 },
             )
             return
-        # The input's traceparent goes on unchanged (W3C's rule for a service that records no spans
-        # of its own); without one, a trace per delivery joins its requests and its result.
+        # The input's traceparent goes on unchanged (W3C pass-through: no spans are recorded here);
+        # without one, a trace per delivery joins its requests and its result.
         trace = trace if trace is not None else TraceContext.new()
         if claim.status is ClaimStatus.UNREPORTED and claim.result is not None:
             stored = OrderSyncResult.model_validate(orjson.loads(claim.result))
