@@ -2,8 +2,8 @@
 
 Every delivery has one `TraceContext`: the input record's own, or a new one when the record has
 none, so a platform request and its result record can always be joined by the same `traceparent`
-(README "Traces"). Values from Kafka are checked strictly before they go anywhere
-near an HTTP header: anything that is not a well-formed W3C value is dropped.
+(README "Traces"). Values from Kafka are checked strictly before they go anywhere near an HTTP
+header: anything that is not a well-formed W3C value is dropped.
 """
 
 from __future__ import annotations
