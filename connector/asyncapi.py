@@ -32,9 +32,31 @@ def _text(description: str, **extra: Any) -> dict[str, Any]:
     return {"type": "string", "description": description, **extra}
 
 
-_TRACE_HEADERS = {
-    "traceparent": _text("W3C Trace Context `traceparent`; optional."),
-    "tracestate": _text("W3C Trace Context `tracestate`; optional."),
+_TRACEPARENT_PATTERN = "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+_INPUT_TRACE_HEADERS = {
+    "traceparent": _text(
+        "W3C Trace Context `traceparent`; optional. When valid (version `00`), its trace is carried "
+        "onto every platform request the event causes, its result records and its DLQ copies; an "
+        "invalid one is ignored."
+    ),
+    "tracestate": _text(
+        "W3C Trace Context `tracestate`; optional, carried with a valid `traceparent`. Dropped when "
+        "longer than 512 characters or not in the W3C grammar."
+    ),
+}
+_RESULT_TRACE_HEADERS = {
+    "traceparent": _text(
+        "The `traceparent` the delivery's platform requests carried: the input's, unchanged, or a new "
+        "trace of this delivery when the input had no valid one.",
+        pattern=_TRACEPARENT_PATTERN,
+    ),
+    "tracestate": _text("The input's `tracestate`, when it had a valid one."),
+}
+_DLQ_TRACE_HEADERS = {
+    "traceparent": _text(
+        "The input record's `traceparent`, unchanged, when it had a valid one.", pattern=_TRACEPARENT_PATTERN
+    ),
+    "tracestate": _text("The input record's `tracestate`, when it had a valid one."),
 }
 
 # The names `Source.headers()` writes, so the document cannot drift from the records.
@@ -67,7 +89,7 @@ def _messages() -> dict[str, Any]:
             "title": "Order changed",
             "summary": "One change of an order in the OMS, to push to every platform in `targets`.",
             "contentType": "application/json",
-            "headers": {"type": "object", "properties": dict(_TRACE_HEADERS)},
+            "headers": {"type": "object", "properties": dict(_INPUT_TRACE_HEADERS)},
             "payload": {"$ref": f"./{EVENT_SCHEMA}"},
             "bindings": _key(
                 "`order.order_number`, UTF-8. Any partitioner may be used; all versions of an order "
@@ -90,7 +112,7 @@ def _messages() -> dict[str, Any]:
                 "properties": {
                     "event_id": _text("The input event's `event_id`."),
                     **_SOURCE_HEADERS,
-                    **_TRACE_HEADERS,
+                    **_RESULT_TRACE_HEADERS,
                 },
             },
             "payload": {"$ref": f"./{RESULT_SCHEMA}"},
@@ -114,7 +136,7 @@ def _messages() -> dict[str, Any]:
                         "Set when the value was left out: its size in bytes.", pattern="^[0-9]+$"
                     ),
                     **_SOURCE_HEADERS,
-                    **_TRACE_HEADERS,
+                    **_DLQ_TRACE_HEADERS,
                 },
             },
             "contentType": "application/octet-stream",

@@ -7,6 +7,7 @@ Every path ends in a published result, except a delivery the store has already r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from connector.platforms.base import PlatformRequest
 from connector.publisher import Publisher
 from connector.storebatch import StoreBatcher
 from connector.storeguard import StoreGuard
+from connector.tracecontext import TraceContext
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class Delivery:
     request: PlatformRequest | None
     unmappable: ResultError | None
     source: Source
+    #: The input record's trace, or one made for this delivery: its requests and result carry it.
+    trace: TraceContext
 
 
 class DeliveryRunner:
@@ -77,22 +81,34 @@ class DeliveryRunner:
             (p, o): metrics.deliveries.labels(p.value, o.value) for p in dispatchers for o in Outcome
         }
 
-    def prepare(self, event: OrderChangedEvent, platform: Platform, source: Source) -> Delivery:
-        """The delivery of `event` to `platform`, its request built now (pure, no I/O)."""
+    def prepare(
+        self, event: OrderChangedEvent, platform: Platform, source: Source, trace: TraceContext | None
+    ) -> Delivery:
+        """The delivery of `event` to `platform`, its request built now (pure, no I/O). `trace` is the
+        input record's, when it carried a valid one (README "Traces")."""
         order = event.order
         key = DeliveryKey(event.event_id, platform, order.order_number, order.version)
+        # The input's traceparent goes on unchanged (W3C pass-through: no spans are recorded here);
+        # without one, a trace per delivery joins its requests and its result.
+        trace = trace if trace is not None else TraceContext.new()
         try:
             request = self._dispatchers[platform].adapter.build_request(event)
         except UnmappableError as exc:
-            return Delivery(key, None, ResultError(category=ErrorCategory.MAPPING, message=str(exc)), source)
+            error = ResultError(category=ErrorCategory.MAPPING, message=str(exc))
+            return Delivery(key, None, error, source, trace)
         except Exception as exc:
             # An adapter that cannot build a request for this event makes it unmappable, never a stall.
             log.exception(
-                "request mapping failed", extra={"event_id": key.event_id, "platform": platform.value}
+                "request mapping failed",
+                extra={"event_id": key.event_id, "platform": platform.value, "trace_id": trace.trace_id},
             )
-            message = f"internal mapping error: {type(exc).__name__}"
-            return Delivery(key, None, ResultError(category=ErrorCategory.MAPPING, message=message), source)
-        return Delivery(key, request, None, source)
+            error = ResultError(
+                category=ErrorCategory.MAPPING, message=f"internal mapping error: {type(exc).__name__}"
+            )
+            return Delivery(key, None, error, source, trace)
+        # Added here, once for every adapter: what an adapter builds stays a pure mapping of the event.
+        request = dataclasses.replace(request, headers=(*request.headers, *trace.http_headers()))
+        return Delivery(key, request, None, source, trace)
 
     async def run(self, delivery: Delivery, superseded: Superseded = None) -> None:
         key = delivery.key
@@ -112,12 +128,13 @@ class DeliveryRunner:
                     "event_id": key.event_id,
                     "order_number": key.order_number,
                     "platform": key.platform.value,
+                    "trace_id": delivery.trace.trace_id,
                 },
             )
             return
         if claim.status is ClaimStatus.UNREPORTED and claim.result is not None:
             stored = OrderSyncResult.model_validate(orjson.loads(claim.result))
-            await self._publish(key, stored, claim.result, delivery.source)
+            await self._publish(key, stored, claim.result, delivery.source, delivery.trace)
             return
 
         # In flight from here until reported: a hard kill anywhere in between may repeat the request.
@@ -160,7 +177,7 @@ class DeliveryRunner:
         )
         encoded = encode_result(result)
         await self._guard.call(self._batch.record_outcome, key, report.outcome, encoded)
-        await self._publish(key, result, encoded, delivery.source)
+        await self._publish(key, result, encoded, delivery.source, delivery.trace)
 
     async def _attempt(self, delivery: Delivery, superseded: Superseded) -> DeliveryReport:
         if delivery.request is None:
@@ -180,9 +197,9 @@ class DeliveryRunner:
             log.warning("could not release claim: %s", exc, extra={"event_id": key.event_id})
 
     async def _publish(
-        self, key: DeliveryKey, result: OrderSyncResult, encoded: bytes, source: Source
+        self, key: DeliveryKey, result: OrderSyncResult, encoded: bytes, source: Source, trace: TraceContext
     ) -> None:
-        await self._publisher.publish_result(result, encoded, source)
+        await self._publisher.publish_result(result, encoded, source, trace)
         await self._guard.call(self._batch.mark_reported, key)
         counter = self._delivered.get((result.platform, result.outcome))
         if counter is None:
@@ -198,6 +215,7 @@ class DeliveryRunner:
             "outcome": result.outcome.value,
             "status_code": result.status_code,
             "attempts": result.attempts,
+            "trace_id": trace.trace_id,
         }
         if not failed:
             log.debug("delivered", extra=context)

@@ -38,6 +38,7 @@ from connector.idempotency import DeliveryState, OrderRecords, open_store
 from connector.kafka import client_options
 from connector.models import Outcome, Platform, Source
 from connector.partitioners import candidate_partitions, murmur2
+from connector.tracecontext import TraceContext
 
 #: `Story.store` when the store was read; otherwise it says why not.
 STORE_READ = "read"
@@ -80,6 +81,8 @@ class Delivery:
     completed_at: str | None = None
     #: The store's state of this delivery (`claimed`, `done`, `reported`), when it holds one.
     store: str | None = None
+    #: The `traceparent` its requests and its result carried (README "Traces").
+    traceparent: str | None = None
 
 
 @dataclass
@@ -102,6 +105,8 @@ class Version:
     offset: int | None
     dlq: DeadLetter | None = None
     deliveries: list[Delivery] = field(default_factory=list)
+    #: The trace id of the input record's `traceparent`, when it carried a valid one.
+    trace_id: str | None = None
 
 
 @dataclass
@@ -145,6 +150,7 @@ class _Input:
 class _Result:
     document: dict[str, Any]
     source: Source | None
+    trace: TraceContext | None
 
 
 @dataclass(frozen=True)
@@ -234,7 +240,8 @@ def _decode_result(record: ConsumerRecord) -> _Result | None:
         Outcome(document["outcome"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
-    return _Result(document, Source.from_headers(record.headers or ()))
+    headers = record.headers or ()
+    return _Result(document, Source.from_headers(headers), TraceContext.from_headers(headers))
 
 
 def _header(record: ConsumerRecord, name: str) -> str:
@@ -369,6 +376,8 @@ def _versions(
             record.partition,
             record.offset,
         )
+        trace = TraceContext.from_headers(record.headers or ())
+        version.trace_id = trace.trace_id if trace is not None else None
         versions.append(version)
         letter = dead_by_source.get((record.partition, record.offset))
         if letter is not None:
@@ -451,6 +460,7 @@ def _delivery(result: _Result, store: str | None) -> Delivery:
         document.get("error"),
         document.get("completed_at"),
         store,
+        result.trace.traceparent if result.trace is not None else None,
     )
 
 

@@ -22,6 +22,7 @@ CONTEXT_FIELDS = (
     "attempts",
     "partition",
     "offset",
+    "trace_id",
 )
 
 

@@ -12,6 +12,7 @@ from connector.config import KafkaSettings
 from connector.errors import DlqReason
 from connector.kafka import producer_options
 from connector.models import OrderSyncResult, Source
+from connector.tracecontext import TraceContext
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,15 @@ class Publisher:
     async def stop(self) -> None:
         await self._producer.stop()
 
-    async def publish_result(self, result: OrderSyncResult, encoded: bytes, source: Source) -> None:
+    async def publish_result(
+        self, result: OrderSyncResult, encoded: bytes, source: Source, trace: TraceContext | None = None
+    ) -> None:
+        """`trace`: the one the delivery's requests carried (README "Traces")."""
         topic = self._settings.success_topic if result.outcome.succeeded else self._settings.failure_topic
-        await self._send(
-            topic,
-            encoded,
-            key=result.order_number.encode("utf-8"),
-            headers=[("event_id", result.event_id.encode("utf-8")), *source.headers()],
-        )
+        headers = [("event_id", result.event_id.encode("utf-8")), *source.headers()]
+        if trace is not None:
+            headers.extend(trace.kafka_headers())
+        await self._send(topic, encoded, key=result.order_number.encode("utf-8"), headers=headers)
 
     async def publish_dlq(
         self,
@@ -51,12 +53,16 @@ class Publisher:
         source_topic: str,
         partition: int,
         offset: int,
+        trace: TraceContext | None = None,
     ) -> None:
+        """`trace`: the input record's own (README "Traces")."""
         headers = [
             ("error.reason", reason.value.encode()),
             ("error.message", message[:_MAX_HEADER_MESSAGE].encode("utf-8", "replace")),
             *Source(source_topic, partition, offset).headers(),
         ]
+        if trace is not None:
+            headers.extend(trace.kafka_headers())
         try:
             await self._send(self._settings.dlq_topic, value, key=key, headers=headers)
         except _TOO_LARGE:

@@ -3,7 +3,8 @@
 From the failure topic: each matching failure result names an event and a platform; the original
 event is found in the input topic and published again under a new `event_id` (with `replay_of`
 naming the original), targeting only the platforms that failed. From the DLQ: the original bytes
-are published again (a parseable event gets a new `event_id` and `replay_of`).
+are published again (a parseable event gets a new `event_id` and `replay_of`). A replay carries the
+original record's `traceparent`: it is the same change, so its deliveries join the same trace.
 
 Dry-run unless `yes`: it prints what it would publish.
 """
@@ -27,6 +28,7 @@ from connector.config import KafkaSettings
 from connector.errors import InvalidEventError
 from connector.kafka import client_options, producer_options
 from connector.models import Outcome, Platform
+from connector.tracecontext import TraceContext
 
 
 class ReplaySource(StrEnum):
@@ -51,6 +53,7 @@ class Replay:
     key: bytes | None
     value: bytes
     description: str
+    trace: TraceContext | None = None
 
 
 async def _read_topic(settings: KafkaSettings, topic: str) -> AsyncIterator[Any]:
@@ -125,6 +128,7 @@ async def plan_failure_replays(settings: KafkaSettings, wanted: ReplayFilter) ->
                 orjson.dumps(document),
                 f"event {event.event_id} (order {event.order.order_number} v{event.order.version})"
                 f" -> {names} as {document['event_id']}",
+                TraceContext.from_headers(record.headers or ()),
             )
         )
     for event_id in failed:
@@ -136,6 +140,7 @@ async def plan_dlq_replays(settings: KafkaSettings, wanted: ReplayFilter) -> lis
     replays: list[Replay] = []
     async for record in _read_topic(settings, settings.dlq_topic):
         headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
+        trace = TraceContext.from_headers(record.headers or ())
         reason = headers.get("error.reason", "")
         if wanted.reasons and reason not in wanted.reasons:
             continue
@@ -148,14 +153,18 @@ async def plan_dlq_replays(settings: KafkaSettings, wanted: ReplayFilter) -> lis
             event = decode_event(record.value)
         except InvalidEventError as exc:
             replays.append(
-                Replay(record.key, record.value, f"{origin} ({reason}) as is; it is still invalid: {exc}")
+                Replay(
+                    record.key, record.value, f"{origin} ({reason}) as is; it is still invalid: {exc}", trace
+                )
             )
             continue
         document = event.model_dump(mode="json")
         document["replay_of"] = event.event_id
         document["event_id"] = str(uuid.uuid4())
         replays.append(
-            Replay(record.key, orjson.dumps(document), f"{origin} ({reason}) as {document['event_id']}")
+            Replay(
+                record.key, orjson.dumps(document), f"{origin} ({reason}) as {document['event_id']}", trace
+            )
         )
     return replays
 
@@ -181,7 +190,15 @@ async def replay(settings: KafkaSettings, source: ReplaySource, wanted: ReplayFi
         producer = AIOKafkaProducer(**producer_options(settings))
         await producer.start()
         try:
-            futures = [await producer.send(settings.input_topic, value=r.value, key=r.key) for r in sendable]
+            futures = [
+                await producer.send(
+                    settings.input_topic,
+                    value=r.value,
+                    key=r.key,
+                    headers=r.trace.kafka_headers() if r.trace is not None else None,
+                )
+                for r in sendable
+            ]
             await asyncio.gather(*futures)
         finally:
             await producer.stop()

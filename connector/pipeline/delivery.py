@@ -18,6 +18,7 @@ from connector.models import Platform, Source
 from connector.pipeline.lanes import LaneTicket, OrderingLanes
 from connector.pipeline.pipeline import Work
 from connector.pipeline.screening import MessageScreen
+from connector.tracecontext import TraceContext
 
 
 class _Waiting:
@@ -58,9 +59,9 @@ class DeliveryStage:
         # The lane ticket is taken now, in consumption order: deliveries of one order keep input order.
         ticket = self._lanes.take(event.order.order_number)
         # From here on the delivery holds its request, not the decoded event (a tenth of the memory).
-        delivery = self._runner.prepare(
-            event, self._platform, Source(record.topic, record.partition, record.offset)
-        )
+        source = Source(record.topic, record.partition, record.offset)
+        trace = TraceContext.from_headers(record.headers) if record.headers else None
+        delivery = self._runner.prepare(event, self._platform, source, trace)
         return self._deliver(screened.verdict(), delivery, ticket, time.monotonic())
 
     def assigned(self, partitions: list[TopicPartition]) -> None:

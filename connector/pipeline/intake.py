@@ -19,6 +19,7 @@ from connector.metrics import Metrics
 from connector.pipeline.pipeline import Work
 from connector.pipeline.screening import MessageScreen
 from connector.publisher import Publisher
+from connector.tracecontext import TraceContext
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,9 @@ class IntakeStage:
             settled.add_done_callback(lambda _: copying.cancel())
 
     async def _dead_letter(self, record: ConsumerRecord, reason: DlqReason, message: str) -> None:
+        trace = TraceContext.from_headers(record.headers) if record.headers else None
         await self._publisher.publish_dlq(
-            record.value, record.key, reason, message, record.topic, record.partition, record.offset
+            record.value, record.key, reason, message, record.topic, record.partition, record.offset, trace
         )
         self._metrics.dlq.labels(reason.value).inc()
         log.warning(
@@ -91,6 +93,7 @@ class IntakeStage:
                 "fields": {"reason": reason.value},
                 "partition": record.partition,
                 "offset": record.offset,
+                "trace_id": trace.trace_id if trace is not None else None,
             },
         )
 

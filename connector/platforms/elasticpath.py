@@ -45,6 +45,7 @@ from connector.platforms.base import (
 )
 from connector.platforms.transport import Transport
 from connector.redaction import Redactor
+from connector.tracecontext import carried_headers
 
 EXTERNAL_REF_MAX = 64
 #: The final states a request can ask for: (field of `data`, value), per canonical status.
@@ -95,15 +96,16 @@ class ElasticPathAdapter(PlatformAdapter):
         attempt = await super().attempt(request)
         if attempt.verdict is Verdict.REJECT and attempt.status_code == _FINAL_STATE_REFUSAL:
             final = _requested_final_state(request.body)
-            if final is not None and await self._order_is_in(request.url, final):
+            if final is not None and await self._order_is_in(request, final):
                 field, value = final
                 return Attempt(Verdict.APPLIED, 200, message=f"the order's {field} was already {value}")
         return attempt
 
-    async def _order_is_in(self, url: str, final: tuple[str, str]) -> bool:
-        """Whether the order at `url` is already in `final`; False when that cannot be read."""
+    async def _order_is_in(self, request: PlatformRequest, final: tuple[str, str]) -> bool:
+        """Whether the order `request` addressed is already in `final`; False when that cannot be read."""
         try:
-            response = await self._send(PlatformRequest("GET", url, JSON_HEADERS, b""))
+            headers = (*JSON_HEADERS, *carried_headers(request.headers))
+            response = await self._send(PlatformRequest("GET", request.url, headers, b""))
             field, value = final
             return response.status == 200 and orjson.loads(response.body)["data"].get(field) == value
         except (OrderSyncError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError):

@@ -22,12 +22,13 @@ from connector.broker import EmbeddedBroker
 from connector.history import parse_since
 from connector.partitioners import crc32, murmur2
 from tests.support.events import encode, make_event
-from tests.support.kafka import TopicReader, Topics, create_topics, produce
+from tests.support.kafka import TopicReader, Topics, create_topics, produce, produce_with_headers
 from tests.support.process import ConnectorProcess
 
 StartConnector = Callable[[dict[str, str]], ConnectorProcess]
 ORDER_SYNC = str(Path(sys.executable).with_name("order-sync"))
 ACCOUNT = "1ac48942-405a-4841-a7d8-708f50dbe1ad"
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 async def history(env: dict[str, str], *args: str) -> tuple[int, str, str]:
@@ -130,18 +131,19 @@ async def test_history_shows_every_version_with_its_outcome_per_platform(
     invalid = {"event_id": "not-an-event", "order": {"order_number": order, "version": "six"}}
     other = make_event(f"other-{order}", 1)
     key = order.encode()
-    await produce(
+    traced = [("traceparent", f"00-{TRACE_ID}-00f067aa0ba902b7-01".encode())]
+    await produce_with_headers(
         bootstrap,
         topics.input,
         [
-            (key, encode(v1)),
-            (key, encode(v3)),
-            (key, encode(v2)),  # older than v3, after it: skipped_stale
-            (key, encode(v4)),  # VU Custom answers 422: rejected
-            (key, encode(reused)),  # DLQ: conflict
-            (key, orjson.dumps(invalid)),  # DLQ: schema
-            (key, encode(v5)),  # Ventmere hangs: pending
-            (other["order"]["order_number"].encode(), encode(other)),
+            (key, encode(v1), []),
+            (key, encode(v3), []),
+            (key, encode(v2), []),  # older than v3, after it: skipped_stale
+            (key, encode(v4), traced),  # VU Custom answers 422: rejected
+            (key, encode(reused), []),  # DLQ: conflict
+            (key, orjson.dumps(invalid), []),  # DLQ: schema
+            (key, encode(v5), []),  # Ventmere hangs: pending
+            (other["order"]["order_number"].encode(), encode(other), []),
         ],
     )
     async with TopicReader(bootstrap, topics.success, topics.failure, topics.dlq) as reader:
@@ -166,6 +168,11 @@ async def test_history_shows_every_version_with_its_outcome_per_platform(
     rejected = next(d for d in by_id[v4["event_id"]]["deliveries"] if d["platform"] == "vucustom")
     assert rejected["status_code"] == 422 and rejected["attempts"] == 1
     assert rejected["error"]["category"] == "client_error"
+    # The input's trace, and the traceparent each delivery's request and result carried.
+    assert by_id[v4["event_id"]]["trace_id"] == TRACE_ID and by_id[v1["event_id"]]["trace_id"] is None
+    assert rejected["traceparent"].split("-")[1] == TRACE_ID
+    v1_traces = {d["traceparent"].split("-")[1] for d in by_id[v1["event_id"]]["deliveries"]}
+    assert len(v1_traces) == 2 and TRACE_ID not in v1_traces
     pending = next(d for d in by_id[v5["event_id"]]["deliveries"] if d["platform"] == "ventmere")
     assert pending["store"] == "claimed"
     assert [v["version"] for v in story["versions"] if v["dlq"] is None] == [1, 3, 2, 4, 5]

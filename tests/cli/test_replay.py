@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
+
 from connector.broker import EmbeddedBroker
 from connector.simulators.server import SimulatorSuite
-from tests.support.events import make_event
-from tests.support.kafka import TopicReader, Topics, produce_events
+from tests.support.events import encode, make_event
+from tests.support.kafka import TopicReader, Topics, produce_events, produce_with_headers
 from tests.support.process import ConnectorProcess
 
 StartConnector = Callable[[dict[str, str]], ConnectorProcess]
@@ -77,3 +80,47 @@ async def test_replay_redrives_only_the_failed_platform(
         "elasticpath": 0,
         "ventmere": 1,
     }
+
+
+async def test_a_replay_carries_the_original_records_traceparent(
+    broker: EmbeddedBroker, topics: Topics, suite: SimulatorSuite, tmp_path: Path
+) -> None:
+    # A replay is the same change again: its deliveries belong to the trace the original started.
+    bootstrap = broker.bootstrap_servers
+    env = {
+        **os.environ,
+        **topics.env("replay-trace"),
+        **suite.connector_env(),
+        "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "ORDER_SYNC_IDEMPOTENCY__URL": f"sqlite:///{tmp_path / 'store.db'}",
+    }
+    failed, dead = make_event("ord-failed", 1), make_event("ord-dead", 1)
+    failed_trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    dead_trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    await produce_with_headers(
+        bootstrap,
+        topics.input,
+        [(b"ord-failed", encode(failed), [("traceparent", failed_trace.encode()), ("tracestate", b"a=1")])],
+    )
+    result = {
+        "event_id": failed["event_id"],
+        "platform": "ventmere",
+        "outcome": "rejected",
+        "completed_at": "2026-01-01T00:00:00Z",
+    }
+    await produce_with_headers(bootstrap, topics.failure, [(b"ord-failed", orjson.dumps(result), [])])
+    dlq_headers = [("error.reason", b"conflict"), ("traceparent", dead_trace.encode())]
+    await produce_with_headers(bootstrap, topics.dlq, [(b"ord-dead", encode(dead), dlq_headers)])
+
+    for source in ("failures", "dlq"):
+        code, output = await run_cli(env, "replay", "--from", source, "--yes")
+        assert code == 0, output
+        assert "published 1 events" in output
+    async with TopicReader(bootstrap, topics.input) as reader:
+        await reader.wait_for(lambda r: len(r.records) >= 3, 30, "the original and two replays")
+        replays = {
+            r.json()["replay_of"]: (r.headers.get("traceparent"), r.headers.get("tracestate"))
+            for r in reader.records
+            if r.json().get("replay_of")
+        }
+    assert replays == {failed["event_id"]: (failed_trace, "a=1"), dead["event_id"]: (dead_trace, None)}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from connector.metrics import Metrics
 from connector.models import OrderChangedEvent, Outcome, Platform
 from connector.platforms.base import PlatformAdapter, Verdict
 from connector.simulators.server import SimulatorSuite
+from connector.tracecontext import TraceContext
 
 Documents = Callable[..., dict[str, Any]]
 ToEvent = Callable[[dict[str, Any]], OrderChangedEvent]
@@ -178,3 +180,24 @@ async def test_a_409_write_conflict_is_retried_and_applied(
     assert (second.outcome, second.attempts, second.status_code) == (Outcome.APPLIED, 2, 200)
     assert [e.status for e in suite.elasticpath.log] == [200, 409, 200]
     assert suite.elasticpath.orders[EP_ORDER]["shipping"] == "fulfilled"
+
+
+async def test_the_state_read_after_a_refusal_carries_the_refused_request_trace(
+    suite: SimulatorSuite,
+    live_adapter: Callable[..., PlatformAdapter],
+    event_document: Documents,
+    to_event: ToEvent,
+) -> None:
+    # The GET is part of the same delivery: it must be findable by the trace its PUT carried.
+    adapter = live_adapter(Platform.ELASTICPATH)
+    trace = TraceContext.new()
+    built = adapter.build_request(to_event(event_document("fulfilled")))
+    request = dataclasses.replace(built, headers=(*built.headers, *trace.http_headers()))
+    assert (await adapter.attempt(request)).verdict is Verdict.APPLIED
+    assert (await adapter.attempt(request)).verdict is Verdict.APPLIED
+    log = suite.elasticpath.log.for_order(EP_ORDER)
+    assert [(e.method, e.header("traceparent")) for e in log] == [
+        ("PUT", trace.traceparent),
+        ("PUT", trace.traceparent),
+        ("GET", trace.traceparent),
+    ]

@@ -61,6 +61,19 @@ async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | N
         await producer.stop()
 
 
+async def produce_with_headers(
+    bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]
+) -> None:
+    """Publish (key, value, headers) in order, each acknowledged before the next."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for key, value, headers in messages:
+            await producer.send_and_wait(topic, value=value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+
 async def produce_events(bootstrap: str, topic: str, events: Iterable[dict[str, Any]]) -> None:
     await produce(bootstrap, topic, ((e["order"]["order_number"].encode(), orjson.dumps(e)) for e in events))
 
