@@ -118,3 +118,31 @@ async def test_after_a_platform_wide_throttle_requests_leave_at_the_rate_not_tog
         f"\n{rate:g} rps, burst {burst:g}, throttled 0.5 s after every 8th:"
         f" most requests in any window {worst}"
     )
+
+
+async def test_a_superseded_delivery_sends_nothing_more_once_a_newer_version_waits(
+    suite: SimulatorSuite, transport: Transport
+) -> None:
+    settings = {"rate_limit_rps": 0, "circuit_reset_s": 0.2, "backoff_base_s": 0.01, "backoff_max_s": 0.05}
+    adapter = sellercloud(suite, transport, **settings)
+    dispatcher = PlatformDispatcher(
+        adapter, suite.platform_settings(Platform.SELLERCLOUD, **settings), Metrics()
+    )
+    # Nothing newer waits: the request is sent.
+    sent = await dispatcher.deliver(sellercloud_request(adapter, 801), lambda: False)
+    assert sent.outcome is Outcome.APPLIED and len(suite.sellercloud.log) == 1
+    # A newer version arrives once this one was refused by an outage: it stops before its next send.
+    suite.sellercloud.faults.outage = True
+
+    def newer_waiting() -> bool:
+        return any(e.status == 503 for e in suite.sellercloud.log)
+
+    report = await asyncio.wait_for(dispatcher.deliver(sellercloud_request(adapter, 802), newer_waiting), 10)
+    sent_before = len(suite.sellercloud.log)
+    suite.sellercloud.faults.outage = False
+    assert report.outcome is Outcome.SUPERSEDED and report.error is None and report.attempts >= 1
+    assert len(suite.sellercloud.log) == sent_before, "a superseded delivery sent again"
+    # Superseded before its first send: no request at all.
+    first = await dispatcher.deliver(sellercloud_request(adapter, 803), lambda: True)
+    assert first.outcome is Outcome.SUPERSEDED and first.attempts == 0
+    assert len(suite.sellercloud.log) == sent_before
