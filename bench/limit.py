@@ -26,10 +26,10 @@ from connector import eventloop
 from connector.codec import decode_event
 from connector.config import load_settings
 from connector.models import Platform
+from connector.observability.redaction import Redactor
 from connector.platforms.base import PlatformRequest
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 
 
 async def raw_puts(events: int, seed: int, out: Path) -> None:

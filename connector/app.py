@@ -18,16 +18,16 @@ from connector.config import Settings
 from connector.deliveries import DeliveryRunner
 from connector.dispatcher import PlatformDispatcher
 from connector.errors import StoreUnavailableError
-from connector.health import HealthServer
 from connector.idempotency import IdempotencyStore, open_store
 from connector.idempotency.purge import run_purger
-from connector.logs import configure_logging
-from connector.metrics import Metrics
+from connector.observability.health import HealthServer
+from connector.observability.logs import configure_logging
+from connector.observability.metrics import Metrics
+from connector.observability.redaction import Redactor, secrets_of
 from connector.pipeline.pipelines import Pipelines
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
 from connector.publisher import Publisher
-from connector.redaction import Redactor, secrets_of
 from connector.storeguard import StoreGuard
 
 log = logging.getLogger(__name__)

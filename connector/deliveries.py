@@ -15,7 +15,6 @@ from connector.codec import encode_result
 from connector.dispatcher import DeliveryReport, PlatformDispatcher, Superseded
 from connector.errors import UnmappableError
 from connector.idempotency import Claim, ClaimStatus, DeliveryKey
-from connector.metrics import Metrics
 from connector.models import (
     ErrorCategory,
     OrderChangedEvent,
@@ -26,6 +25,7 @@ from connector.models import (
     Source,
     utc_now_rfc3339,
 )
+from connector.observability.metrics import Metrics
 from connector.publisher import Publisher
 from connector.storebatch import StoreBatcher
 from connector.storeguard import StoreGuard

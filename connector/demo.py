@@ -22,9 +22,9 @@ from rich.table import Table
 from connector.app import Connector
 from connector.broker import EmbeddedBroker, free_port
 from connector.config import Settings, load_settings
-from connector.logs import JsonFormatter
 from connector.models import Outcome, Platform
-from connector.redaction import Redactor, secrets_of
+from connector.observability.logs import JsonFormatter
+from connector.observability.redaction import Redactor, secrets_of
 from connector.samples import SampleSet, generate
 from connector.simulators.limits import RequestsPerSecond, WindowQuota
 from connector.simulators.server import SimulatorSuite

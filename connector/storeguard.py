@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 
 from connector.errors import StoreUnavailableError
 from connector.idempotency import IdempotencyStore
-from connector.metrics import Metrics
+from connector.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

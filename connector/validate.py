@@ -21,9 +21,9 @@ from connector.codec import decode_event
 from connector.config import PlatformSettings, Settings, load_settings
 from connector.errors import ConfigError, InvalidEventError, UnmappableError
 from connector.models import OrderChangedEvent, Platform
+from connector.observability.redaction import Redactor, secrets_of
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor, secrets_of
 
 #: Stand-ins for what a configuration would give; only ever printed masked or as placeholders.
 PLACEHOLDERS: dict[Platform, dict[str, Any]] = {

@@ -10,12 +10,12 @@ import pytest
 
 from connector.codec import decode_event
 from connector.dispatcher import PlatformDispatcher
-from connector.metrics import Metrics
 from connector.models import Outcome, Platform
+from connector.observability.metrics import Metrics
+from connector.observability.redaction import Redactor
 from connector.platforms.base import PlatformAdapter, PlatformRequest
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 from connector.simulators.limits import ThrottleAfterEvery
 from connector.simulators.server import SimulatorSuite
 from tests.resilience.conftest import max_in_window

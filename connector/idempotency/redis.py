@@ -43,7 +43,7 @@ from connector.idempotency.base import (
     store_boundary,
 )
 from connector.models import Outcome, Platform
-from connector.redaction import Redactor
+from connector.observability.redaction import Redactor
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from aiokafka.structs import ConsumerRecord
 
 from connector.config import INTAKE_PIPELINE
 from connector.errors import DlqReason
-from connector.metrics import Metrics
+from connector.observability.metrics import Metrics
 from connector.pipeline.pipeline import Work
 from connector.pipeline.screening import MessageScreen, Screened
 from connector.publisher import Publisher

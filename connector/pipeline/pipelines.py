@@ -12,8 +12,8 @@ import logging
 
 from connector.config import INTAKE_PIPELINE, Settings
 from connector.deliveries import DeliveryRunner
-from connector.metrics import Metrics
 from connector.models import Platform
+from connector.observability.metrics import Metrics
 from connector.pipeline.delivery import DeliveryStage
 from connector.pipeline.intake import IntakeStage
 from connector.pipeline.pipeline import Pipeline

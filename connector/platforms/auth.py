@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 
 from connector.errors import AuthFlowError, AuthFlowUnavailableError, TransportError
+from connector.observability.redaction import MASK
 from connector.platforms.base import PlatformRequest
-from connector.redaction import MASK
 
 if TYPE_CHECKING:
+    from connector.observability.redaction import Redactor
     from connector.platforms.transport import Transport
-    from connector.redaction import Redactor
 
 
 class Authenticator(ABC):

@@ -24,8 +24,8 @@ import orjson
 from connector.config import PlatformSettings
 from connector.errors import AuthFlowError, AuthFlowUnavailableError, PlatformTimeoutError, TransportError
 from connector.models import ErrorCategory, OrderChangedEvent, Platform
+from connector.observability.redaction import Redactor
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 
 if TYPE_CHECKING:
     # auth.py builds token requests from this module's types; importing it here at run time would be a cycle.

@@ -32,6 +32,7 @@ import orjson
 from connector.config import ElasticPathSettings, PlatformSettings
 from connector.errors import ConfigError, OrderSyncError, UnmappableError
 from connector.models import Address, OrderChangedEvent, OrderStatus, Platform
+from connector.observability.redaction import Redactor
 from connector.platforms.auth import Authenticator, TokenEndpointAuthenticator
 from connector.platforms.base import (
     JSON_HEADERS,
@@ -44,7 +45,6 @@ from connector.platforms.base import (
     path_segment,
 )
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 
 EXTERNAL_REF_MAX = 64
 #: The final states a request can ask for: (field of `data`, value), per canonical status.

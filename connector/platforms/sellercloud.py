@@ -23,6 +23,7 @@ import orjson
 from connector.config import PlatformSettings, SellercloudSettings
 from connector.errors import ConfigError, UnmappableError
 from connector.models import Address, OrderChangedEvent, Platform
+from connector.observability.redaction import Redactor
 from connector.platforms.auth import Authenticator, TokenEndpointAuthenticator
 from connector.platforms.base import (
     Attempt,
@@ -35,7 +36,6 @@ from connector.platforms.base import (
     path_segment,
 )
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 
 #: (Sellercloud field, canonical field, required by the page)
 ADDRESS_FIELDS: tuple[tuple[str, str, bool], ...] = (

@@ -7,10 +7,10 @@ from typing import Any
 from connector.config import PlatformSettings, VuCustomSettings
 from connector.errors import ConfigError, UnmappableError
 from connector.models import OrderChangedEvent, Platform
+from connector.observability.redaction import Redactor
 from connector.platforms.auth import Authenticator, StaticHeaders, basic_auth_header
 from connector.platforms.base import PlatformAdapter, PlatformRequest, json_request, query_value
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 
 
 class VuCustomAdapter(PlatformAdapter):

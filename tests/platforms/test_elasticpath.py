@@ -8,8 +8,8 @@ import pytest
 
 from connector.dispatcher import PlatformDispatcher
 from connector.errors import UnmappableError
-from connector.metrics import Metrics
 from connector.models import OrderChangedEvent, Outcome, Platform
+from connector.observability.metrics import Metrics
 from connector.platforms.base import PlatformAdapter, Verdict
 from connector.simulators.server import SimulatorSuite
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from connector.metrics import Metrics
+from connector.observability.metrics import Metrics
 
 ReadinessCheck = Callable[[], dict[str, bool]]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from connector.redaction import Redactor
+from connector.observability.redaction import Redactor
 
 #: Context fields copied from `extra=` into every line that has them.
 CONTEXT_FIELDS = (
