@@ -18,8 +18,6 @@ from connector.config import Settings
 from connector.deliveries import DeliveryRunner
 from connector.dispatcher import PlatformDispatcher
 from connector.errors import StoreUnavailableError
-from connector.idempotency import IdempotencyStore, open_store
-from connector.idempotency.purge import run_purger
 from connector.observability.health import HealthServer
 from connector.observability.logs import configure_logging
 from connector.observability.metrics import Metrics
@@ -28,7 +26,9 @@ from connector.pipeline.pipelines import Pipelines
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
 from connector.publisher import Publisher
-from connector.storeguard import StoreGuard
+from connector.stores import IdempotencyStore, open_store
+from connector.stores.guard import StoreGuard
+from connector.stores.purge import run_purger
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ import orjson
 from connector.codec import encode_result
 from connector.dispatcher import DeliveryReport, PlatformDispatcher, Superseded
 from connector.errors import UnmappableError
-from connector.idempotency import Claim, ClaimStatus, DeliveryKey
 from connector.models import (
     ErrorCategory,
     OrderChangedEvent,
@@ -28,7 +27,8 @@ from connector.models import (
 from connector.observability.metrics import Metrics
 from connector.publisher import Publisher
 from connector.storebatch import StoreBatcher
-from connector.storeguard import StoreGuard
+from connector.stores import Claim, ClaimStatus, DeliveryKey
+from connector.stores.guard import StoreGuard
 
 log = logging.getLogger(__name__)
 

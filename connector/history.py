@@ -34,10 +34,10 @@ from aiokafka.errors import KafkaError
 from connector.codec import decode_event
 from connector.config import Settings
 from connector.errors import InvalidEventError, KafkaReadError
-from connector.idempotency import DeliveryState, OrderRecords, open_store
 from connector.kafka import client_options
 from connector.models import Outcome, Platform, Source
 from connector.partitioners import candidate_partitions, murmur2
+from connector.stores import DeliveryState, OrderRecords, open_store
 
 #: `Story.store` when the store was read; otherwise it says why not.
 STORE_READ = "read"

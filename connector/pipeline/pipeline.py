@@ -32,7 +32,7 @@ from connector.pipeline.backpressure import Backpressure
 from connector.pipeline.offsets import OffsetTracker
 from connector.pipeline.source import GroupConsumer
 from connector.policies import Backoff
-from connector.storeguard import StoreGuard
+from connector.stores.guard import StoreGuard
 
 log = logging.getLogger(__name__)
 

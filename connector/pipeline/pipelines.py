@@ -19,7 +19,7 @@ from connector.pipeline.intake import IntakeStage
 from connector.pipeline.pipeline import Pipeline
 from connector.pipeline.screening import MessageScreen
 from connector.publisher import Publisher
-from connector.storeguard import StoreGuard
+from connector.stores.guard import StoreGuard
 
 log = logging.getLogger(__name__)
 

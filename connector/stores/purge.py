@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency.base import IdempotencyStore
+from connector.stores.base import IdempotencyStore
 
 log = logging.getLogger(__name__)
 

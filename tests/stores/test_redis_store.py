@@ -13,11 +13,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency.base import DeliveryKey
-from connector.idempotency.redis import RedisStore
 from connector.models import Outcome, Platform
-from tests.idempotency.conftest import REDIS_PREFIX, delete_redis_keys
-from tests.idempotency.proxy import TcpProxy, assert_recovers_after_link_cut, unused_port
+from connector.stores.base import DeliveryKey
+from connector.stores.redis import RedisStore
+from tests.stores.conftest import REDIS_PREFIX, delete_redis_keys
+from tests.stores.proxy import TcpProxy, assert_recovers_after_link_cut, unused_port
 
 PASSWORD = "s3cret-redis-pw"
 

@@ -1,4 +1,4 @@
-"""The semantics of `connector.idempotency.base`, checked alike on every backend.
+"""The semantics of `connector.stores.base`, checked alike on every backend.
 
 `store` and `peer` are two replicas on one namespace (separate connections for SQLite, Redis and
 PostgreSQL), so races between them are real races on the backend.
@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connector.idempotency.base import Claim, ClaimStatus, DeliveryKey, DeliveryState, IdempotencyStore
-from connector.idempotency.memory import MemoryStore
 from connector.models import Outcome, Platform
-from tests.idempotency.conftest import Backend
+from connector.stores.base import Claim, ClaimStatus, DeliveryKey, DeliveryState, IdempotencyStore
+from connector.stores.memory import MemoryStore
+from tests.stores.conftest import Backend
 
 LONG_LEASE = 60.0
 SHORT_LEASE = 0.2

@@ -7,10 +7,10 @@ import uuid
 from datetime import datetime
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency.base import ClaimStatus, DeliveryKey
-from connector.idempotency.memory import MemoryStore
-from connector.idempotency.purge import run_purger
 from connector.models import Outcome, Platform
+from connector.stores.base import ClaimStatus, DeliveryKey
+from connector.stores.memory import MemoryStore
+from connector.stores.purge import run_purger
 
 TINY_RETENTION_H = 1e-9  # anything written before the round started is old
 

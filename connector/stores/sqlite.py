@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency.base import (
+from connector.models import Outcome, Platform
+from connector.stores.base import (
     Claim,
     ClaimStatus,
     DeliveryKey,
@@ -43,7 +44,6 @@ from connector.idempotency.base import (
     OrderRecords,
     store_boundary,
 )
-from connector.models import Outcome, Platform
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from connector.errors import ConfigError
-from connector.idempotency.base import ClaimStatus, DeliveryKey
-from connector.idempotency.factory import open_store
-from connector.idempotency.memory import MemoryStore
-from connector.idempotency.postgres import PostgresStore
-from connector.idempotency.redis import RedisStore
-from connector.idempotency.sqlite import SqliteStore
 from connector.models import Platform
+from connector.stores.base import ClaimStatus, DeliveryKey
+from connector.stores.factory import open_store
+from connector.stores.memory import MemoryStore
+from connector.stores.postgres import PostgresStore
+from connector.stores.redis import RedisStore
+from connector.stores.sqlite import SqliteStore
 
 
 @pytest.mark.parametrize(

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency.base import Claim, ClaimStatus, DeliveryKey, IdempotencyStore
-from connector.idempotency.memory import MemoryStore
-from connector.idempotency.sqlite import MAX_BATCH, SqliteStore
 from connector.models import Outcome, Platform
+from connector.stores.base import Claim, ClaimStatus, DeliveryKey, IdempotencyStore
+from connector.stores.memory import MemoryStore
+from connector.stores.sqlite import MAX_BATCH, SqliteStore
 
 LEASE = 60.0
 _real_connect = sqlite3.connect

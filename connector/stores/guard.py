@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency import IdempotencyStore
 from connector.observability.metrics import Metrics
+from connector.stores import IdempotencyStore
 
 log = logging.getLogger(__name__)
 

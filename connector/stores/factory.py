@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from connector.errors import ConfigError
-from connector.idempotency.base import IdempotencyStore
+from connector.stores.base import IdempotencyStore
 
 _SCHEMES = "sqlite:///path, redis://, rediss://, postgresql://, postgres://, memory://"
 
@@ -18,19 +18,19 @@ def open_store(url: str, timeout_s: float = 5.0, *, retention_hours: float = 168
     """
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "memory":
-        from connector.idempotency.memory import MemoryStore
+        from connector.stores.memory import MemoryStore
 
         return MemoryStore()
     if scheme == "sqlite":
-        from connector.idempotency.sqlite import SqliteStore
+        from connector.stores.sqlite import SqliteStore
 
         return SqliteStore(_sqlite_path(url), timeout_s=timeout_s)
     if scheme in ("redis", "rediss"):
-        from connector.idempotency.redis import RedisStore
+        from connector.stores.redis import RedisStore
 
         return RedisStore(url, timeout_s=timeout_s, retention_s=retention_hours * 3600)
     if scheme in ("postgresql", "postgres"):
-        from connector.idempotency.postgres import PostgresStore
+        from connector.stores.postgres import PostgresStore
 
         return PostgresStore(url, timeout_s=timeout_s)
     raise ConfigError(

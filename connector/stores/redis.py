@@ -33,7 +33,9 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from connector.idempotency.base import (
+from connector.models import Outcome, Platform
+from connector.observability.redaction import Redactor
+from connector.stores.base import (
     Claim,
     ClaimStatus,
     DeliveryKey,
@@ -42,8 +44,6 @@ from connector.idempotency.base import (
     OrderRecords,
     store_boundary,
 )
-from connector.models import Outcome, Platform
-from connector.observability.redaction import Redactor
 
 log = logging.getLogger(__name__)
 

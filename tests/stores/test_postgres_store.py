@@ -12,11 +12,11 @@ import asyncpg
 import pytest
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency.base import DeliveryKey
-from connector.idempotency.postgres import PostgresStore
 from connector.models import Platform
-from tests.idempotency.conftest import POSTGRES_SCHEMA, drop_postgres_schema
-from tests.idempotency.proxy import TcpProxy, assert_recovers_after_link_cut, unused_port
+from connector.stores.base import DeliveryKey
+from connector.stores.postgres import PostgresStore
+from tests.stores.conftest import POSTGRES_SCHEMA, drop_postgres_schema
+from tests.stores.proxy import TcpProxy, assert_recovers_after_link_cut, unused_port
 
 PASSWORD = "s3cret-postgres-pw"
 

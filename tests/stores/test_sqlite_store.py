@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency.base import ClaimStatus, DeliveryKey
-from connector.idempotency.sqlite import SqliteStore
 from connector.models import Platform
+from connector.stores.base import ClaimStatus, DeliveryKey
+from connector.stores.sqlite import SqliteStore
 
 
 def a_delivery() -> DeliveryKey:

@@ -21,7 +21,9 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency.base import (
+from connector.models import Outcome, Platform
+from connector.observability.redaction import Redactor
+from connector.stores.base import (
     Claim,
     ClaimStatus,
     DeliveryKey,
@@ -30,8 +32,6 @@ from connector.idempotency.base import (
     OrderRecords,
     store_boundary,
 )
-from connector.models import Outcome, Platform
-from connector.observability.redaction import Redactor
 
 log = logging.getLogger(__name__)
 

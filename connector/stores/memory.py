@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from connector.idempotency.base import (
+from connector.models import Outcome, Platform
+from connector.stores.base import (
     Claim,
     ClaimStatus,
     DeliveryKey,
@@ -18,7 +19,6 @@ from connector.idempotency.base import (
     IdempotencyStore,
     OrderRecords,
 )
-from connector.models import Outcome, Platform
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ import socket
 import pytest
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency.base import ClaimStatus, DeliveryKey, IdempotencyStore
+from connector.stores.base import ClaimStatus, DeliveryKey, IdempotencyStore
 
 
 class TcpProxy:

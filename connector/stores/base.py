@@ -18,7 +18,7 @@ and per `(order_number, platform)` the highest version applied. `claim` answers,
 `record_outcome` stores the result and, for `applied`, raises the applied version, in one
 atomic step. Every method raises `StoreUnavailableError` when the backend does not answer.
 
-Details every backend keeps alike (the contract tests in tests/idempotency check them):
+Details every backend keeps alike (the contract tests in tests/stores check them):
 
 - A lease is fresh while `now - claimed_at < lease_s`, with `lease_s` the caller's. Where the store
   is shared (Redis, PostgreSQL), `now` is the server's clock, so replicas' clock skew does not matter.

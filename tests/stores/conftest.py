@@ -21,11 +21,11 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from connector.idempotency.base import IdempotencyStore
-from connector.idempotency.memory import MemoryStore
-from connector.idempotency.postgres import PostgresStore
-from connector.idempotency.redis import RedisStore
-from connector.idempotency.sqlite import SqliteStore
+from connector.stores.base import IdempotencyStore
+from connector.stores.memory import MemoryStore
+from connector.stores.postgres import PostgresStore
+from connector.stores.redis import RedisStore
+from connector.stores.sqlite import SqliteStore
 
 REDIS_URL = os.environ.get("ORDER_SYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("ORDER_SYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
