@@ -142,7 +142,7 @@ def simulate(
     port: int, host: str, latency_ms: float, error_rate: float, token_lifetime_s: float, limits: bool
 ) -> None:
     """The four platform simulators alone, for pointing a real connector at."""
-    from connector.simulators.server import run_simulate
+    from connector.devtools.simulators.server import run_simulate
 
     sys.exit(
         run_simulate(

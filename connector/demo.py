@@ -20,14 +20,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from connector.app import Connector
-from connector.broker import EmbeddedBroker, free_port
 from connector.config import Settings, load_settings
+from connector.devtools.broker import EmbeddedBroker, free_port
+from connector.devtools.samples import SampleSet, generate
+from connector.devtools.simulators.limits import RequestsPerSecond, WindowQuota
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Outcome, Platform
 from connector.observability.logs import JsonFormatter
 from connector.observability.redaction import Redactor, secrets_of
-from connector.samples import SampleSet, generate
-from connector.simulators.limits import RequestsPerSecond, WindowQuota
-from connector.simulators.server import SimulatorSuite
 
 #: `--chaos`: Sellercloud's quota shape (so many requests, then 429 until the window's end), in
 #: seconds instead of an hour, and an Elastic Path development store's per-second limit.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.broker import EmbeddedBroker
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.support.kafka import Topics, create_topics
 from tests.support.process import ConnectorProcess
 

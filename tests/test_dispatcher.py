@@ -9,6 +9,8 @@ import orjson
 import pytest
 
 from connector.codec import decode_event
+from connector.devtools.simulators.limits import ThrottleAfterEvery
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.dispatcher import PlatformDispatcher
 from connector.models import Outcome, Platform
 from connector.observability.metrics import Metrics
@@ -16,8 +18,6 @@ from connector.observability.redaction import Redactor
 from connector.platforms.base import PlatformAdapter, PlatformRequest
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
-from connector.simulators.limits import ThrottleAfterEvery
-from connector.simulators.server import SimulatorSuite
 from tests.resilience.conftest import max_in_window
 from tests.support.events import make_event
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from connector.broker import EmbeddedBroker
 from connector.codec import encode_result
 from connector.config import KafkaSettings
+from connector.devtools.broker import EmbeddedBroker
 from connector.errors import DlqReason
 from connector.models import OrderSyncResult, Outcome, Platform, Source
 from connector.publisher import Publisher

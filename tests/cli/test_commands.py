@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.broker import EmbeddedBroker
+from connector.devtools.broker import EmbeddedBroker
 from tests.support.events import encode, make_event
 from tests.support.kafka import TopicReader, Topics
 

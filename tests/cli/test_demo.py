@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connector.broker import EmbeddedBroker
+from connector.devtools.broker import EmbeddedBroker
 from tests.support.kafka import TopicReader
 
 ORDER_SYNC = str(Path(sys.executable).with_name("order-sync"))

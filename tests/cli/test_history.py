@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from connector.broker import EmbeddedBroker
+from connector.devtools.broker import EmbeddedBroker
 from connector.history import parse_since
 from connector.partitioners import crc32, murmur2
 from tests.support.events import encode, make_event
@@ -218,7 +218,7 @@ async def test_a_wrong_since_is_one_line_and_exit_2(args: list[str], message: st
 
 
 async def test_an_unreachable_kafka_is_one_line_and_exit_2() -> None:
-    from connector.broker import free_port
+    from connector.devtools.broker import free_port
 
     env = {**dict(os.environ), "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
     code, _, err = await history(env, "ord-1", "--no-store")

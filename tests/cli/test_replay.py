@@ -7,8 +7,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from connector.broker import EmbeddedBroker
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, produce_events
 from tests.support.process import ConnectorProcess

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from connector.config import load_settings
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.deploy.deploy_support import CHART_DIR, ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"

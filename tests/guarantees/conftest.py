@@ -30,10 +30,10 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from connector.broker import EmbeddedBroker, free_port
+from connector.devtools.broker import EmbeddedBroker, free_port
+from connector.devtools.simulators.requestlog import LoggedRequest
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.requestlog import LoggedRequest
-from connector.simulators.server import SimulatorSuite
 from tests.support.events import make_event
 from tests.support.kafka import Record, TopicReader, Topics, wait_committed
 from tests.support.process import ConnectorProcess

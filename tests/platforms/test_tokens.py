@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import ErrorCategory, Platform
 from connector.platforms.auth import TokenAuthenticator
 from connector.platforms.base import Attempt, PlatformAdapter, Verdict
-from connector.simulators.server import SimulatorSuite
 from tests.platforms.conftest import golden_event
 
 TOKEN_PLATFORMS = [Platform.SELLERCLOUD, Platform.ELASTICPATH]

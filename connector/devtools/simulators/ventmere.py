@@ -14,8 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from connector.models import Platform, to_rfc3339, utc_now
-from connector.simulators.base import (
+from connector.devtools.simulators.base import (
     PlatformSimulator,
     Refusal,
     expect_keys,
@@ -23,6 +22,7 @@ from connector.simulators.base import (
     expect_string,
     json_body,
 )
+from connector.models import Platform, to_rfc3339, utc_now
 
 INVALID = 400
 ORDER_FIELDS = frozenset(

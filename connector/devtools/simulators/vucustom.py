@@ -13,8 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from connector.models import Platform, to_rfc3339, utc_now
-from connector.simulators.base import (
+from connector.devtools.simulators.base import (
     PlatformSimulator,
     Refusal,
     expect_keys,
@@ -22,6 +21,7 @@ from connector.simulators.base import (
     expect_string,
     json_body,
 )
+from connector.models import Platform, to_rfc3339, utc_now
 
 #: The fields the connector may change (CONTRACT §3); the page's 422 answers anything else.
 UPDATABLE = frozenset(

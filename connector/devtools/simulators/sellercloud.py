@@ -20,8 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from connector.models import Platform
-from connector.simulators.base import (
+from connector.devtools.simulators.base import (
     TOKEN_ROUTE,
     PlatformSimulator,
     Refusal,
@@ -30,7 +29,8 @@ from connector.simulators.base import (
     expect_string,
     json_body,
 )
-from connector.simulators.tokens import TokenIssuer
+from connector.devtools.simulators.tokens import TokenIssuer
+from connector.models import Platform
 
 INVALID = 400
 #: Top-level fields of the page's request body, with their JSON types (None always allowed).

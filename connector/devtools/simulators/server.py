@@ -12,15 +12,15 @@ from aiohttp import web
 
 from connector import eventloop
 from connector.config import ENV_PREFIX, PlatformSettings, PlatformsSettings
+from connector.devtools.simulators.base import PlatformSimulator
+from connector.devtools.simulators.elasticpath import ElasticPathSimulator
+from connector.devtools.simulators.faults import Faults
+from connector.devtools.simulators.limits import RequestsPerSecond, WindowQuota
+from connector.devtools.simulators.requestlog import DEFAULT_MAXLEN
+from connector.devtools.simulators.sellercloud import SellercloudSimulator
+from connector.devtools.simulators.ventmere import VentmereSimulator
+from connector.devtools.simulators.vucustom import VuCustomSimulator
 from connector.models import Platform
-from connector.simulators.base import PlatformSimulator
-from connector.simulators.elasticpath import ElasticPathSimulator
-from connector.simulators.faults import Faults
-from connector.simulators.limits import RequestsPerSecond, WindowQuota
-from connector.simulators.requestlog import DEFAULT_MAXLEN
-from connector.simulators.sellercloud import SellercloudSimulator
-from connector.simulators.ventmere import VentmereSimulator
-from connector.simulators.vucustom import VuCustomSimulator
 
 DEFAULT_HOST = "127.0.0.1"
 #: The platforms' own limits (see the README's Configuration section).

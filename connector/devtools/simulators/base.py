@@ -15,10 +15,10 @@ from typing import Any, ClassVar, TypeVar
 import orjson
 from aiohttp import web
 
+from connector.devtools.simulators.faults import FaultInjector, FaultKind, Faults
+from connector.devtools.simulators.limits import RequestLimit
+from connector.devtools.simulators.requestlog import DEFAULT_MAXLEN, LoggedRequest, RequestLog
 from connector.models import Platform
-from connector.simulators.faults import FaultInjector, FaultKind, Faults
-from connector.simulators.limits import RequestLimit
-from connector.simulators.requestlog import DEFAULT_MAXLEN, LoggedRequest, RequestLog
 
 #: Route name of token endpoints: their requests are counted, not logged, and never `reject_status`ed.
 TOKEN_ROUTE = "token"

@@ -21,8 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from connector.models import Platform
-from connector.simulators.base import (
+from connector.devtools.simulators.base import (
     TOKEN_ROUTE,
     PlatformSimulator,
     Refusal,
@@ -31,7 +30,8 @@ from connector.simulators.base import (
     expect_string,
     json_body,
 )
-from connector.simulators.tokens import TokenIssuer
+from connector.devtools.simulators.tokens import TokenIssuer
+from connector.models import Platform
 
 MALFORMED = 400
 INVALID = 422
