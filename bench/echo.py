@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from connector import eventloop
+from connector.commands import eventloop
 from connector.config import load_settings
 from connector.kafka import consumer_options, producer_options
 

@@ -22,8 +22,8 @@ import orjson
 from yarl import URL
 
 from bench.events import bench_events
-from connector import eventloop
 from connector.codec import decode_event
+from connector.commands import eventloop
 from connector.config import load_settings
 from connector.models import Platform
 from connector.observability.redaction import Redactor

@@ -22,8 +22,8 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from connector import eventloop
 from connector.codec import decode_event
+from connector.commands import eventloop
 from connector.config import load_settings
 from connector.errors import InvalidEventError, UnmappableError
 from connector.observability.redaction import Redactor

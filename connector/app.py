@@ -13,7 +13,7 @@ import uuid
 
 from aiokafka.errors import KafkaError
 
-from connector import eventloop
+from connector.commands import eventloop
 from connector.config import Settings
 from connector.deliveries import DeliveryRunner
 from connector.dispatcher import PlatformDispatcher

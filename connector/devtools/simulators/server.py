@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from connector import eventloop
+from connector.commands import eventloop
 from connector.config import ENV_PREFIX, PlatformSettings, PlatformsSettings
 from connector.devtools.simulators.base import PlatformSimulator
 from connector.devtools.simulators.elasticpath import ElasticPathSimulator

@@ -15,10 +15,10 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from connector import asyncapi
+from connector.commands import asyncapi
 
-ROOT = Path(__file__).resolve().parents[1]
-SPEC = Path(__file__).with_name("asyncapi") / "asyncapi-3.0.0.schema.json"
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = Path(__file__).parents[1] / "asyncapi" / "asyncapi-3.0.0.schema.json"
 ORDER_SYNC = str(Path(sys.executable).with_name("order-sync"))
 
 

@@ -77,7 +77,7 @@ def run(config_file: Path | None, pipelines: str | None) -> None:
 )
 def schemas(check: bool, directory: Path) -> None:
     """Write schemas/*.json from the models."""
-    from connector.schemas import check_schemas, write_schemas
+    from connector.commands.schemas import check_schemas, write_schemas
 
     if check:
         stale = check_schemas(directory)
@@ -93,7 +93,7 @@ def schemas(check: bool, directory: Path) -> None:
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def validate(file: Path, config_file: Path | None) -> None:
     """Validate canonical events (JSON or JSONL) and print each platform's request."""
-    from connector.validate import validate_file
+    from connector.commands.validate import validate_file
 
     sys.exit(validate_file(file, config_file))
 
@@ -113,8 +113,8 @@ def demo(events: int, chaos: bool, bootstrap_servers: str | None, summary_json: 
     """Broker, simulators, connector and sample events in one process, with live progress."""
     from rich.console import Console
 
-    from connector import eventloop
-    from connector.demo import run_demo
+    from connector.commands import eventloop
+    from connector.commands.demo import run_demo
 
     console = Console()
     if not console.is_terminal:
@@ -161,8 +161,8 @@ def simulate(
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def produce(file: BinaryIO, config_file: Path | None) -> None:
     """Publish canonical events from JSON/JSONL (- for stdin) to the input topic."""
+    from connector.commands.produce import produce_file
     from connector.config import load_settings
-    from connector.produce import produce_file
 
     try:
         settings = load_settings(config_file)
@@ -205,10 +205,10 @@ def replay(
     """Re-drive failed deliveries (or DLQ records) as new events, after the cause was fixed."""
     import asyncio
 
+    from connector.commands.replay import ReplayFilter, ReplaySource
+    from connector.commands.replay import replay as run_replay
     from connector.config import load_settings
     from connector.models import Outcome
-    from connector.replay import ReplayFilter, ReplaySource
-    from connector.replay import replay as run_replay
 
     try:
         settings = load_settings(config_file)
@@ -243,9 +243,9 @@ def history(order_number: str, since: str, as_json: bool, no_store: bool, config
     """What happened to one order: every version received and each platform's outcome."""
     import asyncio
 
+    from connector.commands.history import parse_since, read_history, render_text
     from connector.config import load_settings
     from connector.errors import KafkaReadError, StoreUnavailableError
-    from connector.history import parse_since, read_history, render_text
 
     # aiokafka logs each failed connection attempt; the command reports a failure once, in one line.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 from pydantic import BaseModel
 
-from connector import asyncapi
+from connector.commands import asyncapi
 from connector.models import OrderChangedEvent, OrderSyncResult
 
 SCHEMAS: dict[str, type[BaseModel]] = {

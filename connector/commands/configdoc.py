@@ -1,6 +1,6 @@
 """The README's configuration table, generated from the settings model (a test keeps them in step).
 
-`python -m connector.configdoc` prints it; `--write README.md` replaces the marked block.
+`python -m connector.commands.configdoc` prints it; `--write README.md` replaces the marked block.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
+from connector.commands.history import parse_since
 from connector.devtools.broker import EmbeddedBroker
-from connector.history import parse_since
 from connector.partitioners import crc32, murmur2
 from tests.support.events import encode, make_event
 from tests.support.kafka import TopicReader, Topics, create_topics, produce

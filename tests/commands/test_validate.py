@@ -11,10 +11,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from connector.cli import cli
-from connector.validate import validate_file
+from connector.commands.cli import cli
+from connector.commands.validate import validate_file
 
-EVENTS = Path(__file__).parent / "golden" / "events"
+EVENTS = Path(__file__).parents[1] / "golden" / "events"
 SECRETS = {
     "vucustom": {"api_key": "vu-key-0001", "api_secret": "vu-secret-0002"},
     "sellercloud": {
