@@ -27,7 +27,7 @@ from connector.commands import eventloop
 from connector.config import load_settings
 from connector.models import Platform
 from connector.observability.redaction import Redactor
-from connector.platforms.base import PlatformRequest
+from connector.platforms.http import PlatformRequest
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
 

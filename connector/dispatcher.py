@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from connector.config import PlatformSettings
 from connector.models import ErrorCategory, Outcome, Platform, ResultError
 from connector.observability.metrics import Metrics
-from connector.platforms.base import Attempt, PlatformAdapter, PlatformRequest, Verdict, WaitScope
+from connector.platforms.base import Attempt, PlatformAdapter, Verdict, WaitScope
+from connector.platforms.http import PlatformRequest
 from connector.policies import CircuitBreaker, CircuitState, PlatformHold, RetryPolicy, TokenBucket
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ from connector.dispatcher import PlatformDispatcher
 from connector.models import Outcome, Platform
 from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor
-from connector.platforms.base import PlatformAdapter, PlatformRequest
+from connector.platforms.base import PlatformAdapter
+from connector.platforms.http import PlatformRequest
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
 from tests.resilience.conftest import max_in_window

@@ -22,7 +22,8 @@ from connector.config import PlatformsSettings
 from connector.errors import DlqReason, InvalidEventError, UnmappableError
 from connector.models import OrderChangedEvent, OrderSyncResult, Outcome, Platform
 from connector.observability.redaction import Redactor
-from connector.platforms.base import PlatformAdapter, PlatformRequest
+from connector.platforms.base import PlatformAdapter
+from connector.platforms.http import PlatformRequest
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
 from tests.support.events import make_event

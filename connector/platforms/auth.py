@@ -8,17 +8,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import orjson
 
 from connector.errors import AuthFlowError, AuthFlowUnavailableError, TransportError
-from connector.observability.redaction import MASK
-from connector.platforms.base import PlatformRequest
-
-if TYPE_CHECKING:
-    from connector.observability.redaction import Redactor
-    from connector.platforms.transport import Transport
+from connector.observability.redaction import MASK, Redactor
+from connector.platforms.http import PlatformRequest
+from connector.platforms.transport import Transport
 
 
 class Authenticator(ABC):

@@ -34,13 +34,11 @@ from connector.errors import ConfigError, OrderSyncError, UnmappableError
 from connector.models import Address, OrderChangedEvent, OrderStatus, Platform
 from connector.observability.redaction import Redactor
 from connector.platforms.auth import Authenticator, TokenEndpointAuthenticator
-from connector.platforms.base import (
+from connector.platforms.base import Attempt, PlatformAdapter, Verdict
+from connector.platforms.http import (
     JSON_HEADERS,
-    Attempt,
-    PlatformAdapter,
     PlatformRequest,
     PlatformResponse,
-    Verdict,
     json_request,
     path_segment,
 )

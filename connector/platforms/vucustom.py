@@ -9,7 +9,8 @@ from connector.errors import ConfigError, UnmappableError
 from connector.models import OrderChangedEvent, Platform
 from connector.observability.redaction import Redactor
 from connector.platforms.auth import Authenticator, StaticHeaders, basic_auth_header
-from connector.platforms.base import PlatformAdapter, PlatformRequest, json_request, query_value
+from connector.platforms.base import PlatformAdapter
+from connector.platforms.http import PlatformRequest, json_request, query_value
 from connector.platforms.transport import Transport
 
 
