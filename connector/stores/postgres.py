@@ -35,9 +35,6 @@ from connector.stores.base import (
 
 log = logging.getLogger(__name__)
 
-#: Serializes table creation between replicas starting at once (CREATE … IF NOT EXISTS can race).
-_DDL_LOCK = "order-sync idempotency ddl"
-
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
@@ -261,6 +258,7 @@ class PostgresStore(IdempotencyStore):
             return
         schema = f"CREATE SCHEMA IF NOT EXISTS {_quote(self._schema)};" if self._schema else ""
         async with conn.transaction():
+            # Serializes table creation between replicas starting at once (CREATE … IF NOT EXISTS can race).
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended('order-sync idempotency ddl', 0))"
             )
