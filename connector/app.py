@@ -25,12 +25,17 @@ from connector.observability.redaction import Redactor, secrets_of
 from connector.pipeline.pipelines import Pipelines
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
+from connector.policies.backoff import Backoff
 from connector.publisher import Publisher
 from connector.stores import IdempotencyStore, open_store
 from connector.stores.guard import StoreGuard
 from connector.stores.purge import run_purger
 
 log = logging.getLogger(__name__)
+
+#: Start-up waits for the store and Kafka: first retry after half a second, then at most every 10 s.
+START_BACKOFF_FIRST_S = 0.5
+START_BACKOFF_MAX_S = 10.0
 
 
 class Connector:
@@ -86,28 +91,28 @@ class Connector:
         self.pipelines.request_stop()
 
     async def _open_store(self) -> None:
-        delay = 0.5
+        backoff = Backoff(START_BACKOFF_FIRST_S, START_BACKOFF_MAX_S)
         while not self._stop.is_set():
             try:
                 await self.store.open()
-                self.guard.up = True
+                self.guard.mark_up()
                 return
             except StoreUnavailableError as exc:
-                self.guard.up = False
-                log.error("idempotency store unavailable at start-up (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                self.guard.mark_down(exc)
+                log.error(
+                    "idempotency store unavailable at start-up (%s); retrying in %.1fs", exc, backoff.delay
+                )
+                await backoff.wait()
 
     async def _start_publisher(self) -> None:
-        delay = 0.5
+        backoff = Backoff(START_BACKOFF_FIRST_S, START_BACKOFF_MAX_S)
         while not self._stop.is_set():
             try:
                 await self.publisher.start()
                 return
             except KafkaError as exc:
-                log.warning("Kafka not reachable for producing (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                log.warning("Kafka not reachable for producing (%s); retrying in %.1fs", exc, backoff.delay)
+                await backoff.wait()
 
     async def _store_watch(self) -> None:
         # A ping each second, up or down: an idle connector makes no other store call, and readiness

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 from connector.errors import StoreUnavailableError
 from connector.observability.metrics import Metrics
-from connector.stores import IdempotencyStore
+from connector.policies.backoff import Backoff
+from connector.stores.base import IdempotencyStore
 
 log = logging.getLogger(__name__)
 
@@ -18,28 +18,40 @@ T = TypeVar("T")
 
 
 class StoreGuard:
-    """While the store does not answer, callers wait and retry; `up` is False (readiness follows)."""
+    """While the store does not answer, callers wait and retry; `up` is False (readiness follows).
 
-    def __init__(self, store: IdempotencyStore, metrics: Metrics, max_backoff_s: float = 2.0) -> None:
+    The one owner of the store's state: `up` and the `order_sync_store_up` gauge change together,
+    through `mark_down` and `mark_up`, whoever saw the store fail or answer.
+    """
+
+    def __init__(
+        self,
+        store: IdempotencyStore,
+        metrics: Metrics,
+        first_backoff_s: float = 0.05,
+        max_backoff_s: float = 2.0,
+    ) -> None:
         self.store = store
         self._metrics = metrics
+        self._first_backoff = first_backoff_s
         self._max_backoff = max_backoff_s
-        self.up = True
-        self._recovered = asyncio.Event()
-        self._recovered.set()
+        self._up = True
         metrics.store_up.set(1)
 
+    @property
+    def up(self) -> bool:
+        return self._up
+
     async def call(self, operation: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
-        delay = 0.05
+        backoff = Backoff(self._first_backoff, self._max_backoff)
         while True:
             try:
                 result = await operation(*args, **kwargs)
             except StoreUnavailableError as exc:
-                self._mark_down(exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
+                self.mark_down(exc)
+                await backoff.wait()
                 continue
-            self._mark_up()
+            self.mark_up()
             return result
 
     async def probe(self) -> bool:
@@ -47,21 +59,19 @@ class StoreGuard:
         try:
             await self.store.ping()
         except StoreUnavailableError as exc:
-            self._mark_down(exc)
+            self.mark_down(exc)
             return False
-        self._mark_up()
+        self.mark_up()
         return True
 
-    def _mark_down(self, exc: StoreUnavailableError) -> None:
-        if self.up:
+    def mark_down(self, exc: StoreUnavailableError) -> None:
+        if self._up:
             log.error("idempotency store unavailable; new work paused: %s", exc)
-            self.up = False
-            self._recovered.clear()
+            self._up = False
             self._metrics.store_up.set(0)
 
-    def _mark_up(self) -> None:
-        if not self.up:
+    def mark_up(self) -> None:
+        if not self._up:
             log.warning("idempotency store answers again; resuming")
-            self.up = True
-            self._recovered.set()
+            self._up = True
             self._metrics.store_up.set(1)
