@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiokafka import AIOKafkaProducer
@@ -12,6 +11,7 @@ from connector.config import KafkaSettings
 from connector.errors import DlqReason
 from connector.kafka import producer_options
 from connector.models import OrderSyncResult, Source
+from connector.policies.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Publisher:
     async def _send(
         self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:
-        delay = 0.1
+        backoff = Backoff(0.1, 5.0)
         while True:
             try:
                 await self._producer.send_and_wait(topic, value, key=key, headers=headers)
@@ -85,5 +85,4 @@ class Publisher:
                 log.warning(
                     "publish to %s failed, retrying: %s", topic, exc, extra={"fields": {"topic": topic}}
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.wait()

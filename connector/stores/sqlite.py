@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from connector.errors import StoreUnavailableError
 from connector.models import Outcome, Platform
+from connector.policies.backoff import Backoff
 from connector.stores.base import (
     Claim,
     ClaimStatus,
@@ -85,15 +86,14 @@ def _enable_wal(db: sqlite3.Connection, timeout_s: float) -> str:
     # Switching the journal mode does not wait on the busy timeout: while another process opens
     # the same fresh file it fails at once with SQLITE_BUSY, so it is retried (within the timeout).
     deadline = time.monotonic() + timeout_s
-    delay = 0.005
+    backoff = Backoff(0.005, 0.1)
     while True:
         try:
             row = db.execute("PRAGMA journal_mode = WAL").fetchone()
         except sqlite3.OperationalError as exc:
             if not exc.sqlite_errorname.startswith("SQLITE_BUSY") or time.monotonic() > deadline:
                 raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
+            time.sleep(backoff.advance())
         else:
             return str(row[0]).lower()
 
