@@ -87,9 +87,16 @@ class CircuitBreaker:
     def from_settings(
         cls, settings: PlatformSettings, on_change: Callable[[CircuitState], None] | None = None
     ) -> CircuitBreaker:
+        """The one way a platform's breaker is built from its settings.
+
+        It opens after min(`CIRCUIT_FAILURE_THRESHOLD`, `MAX_ATTEMPTS`) consecutive failures: one
+        delivery's `MAX_ATTEMPTS` failures must open the circuit before they exhaust the delivery,
+        or with little traffic an outage would fail deliveries instead of holding them (README,
+        "Differences from the contract, and choices it leaves open").
+        """
         # A probe is presumed lost only once it has had a full request timeout on top of the reset.
         return cls(
-            settings.circuit_failure_threshold,
+            min(settings.circuit_failure_threshold, settings.max_attempts),
             settings.circuit_reset_s,
             on_change=on_change,
             probe_timeout_s=settings.circuit_reset_s + settings.timeout_s,
