@@ -5,6 +5,7 @@ policies the dispatcher composes around `PlatformAdapter.attempt`. It is, howeve
 of what the platform's answers mean: whether a refusal is worth another attempt, how long to wait,
 whether the wait holds only this request or every request to the platform, and whether the
 platform asked us to send more slowly. The dispatcher and the token flows ask it (`classify`).
+A request that got no answer at all is retryable when its error says so (`OrderSyncError.retryable`).
 """
 
 from __future__ import annotations
@@ -111,13 +112,10 @@ class PlatformAdapter(ABC):
                 message=self.redactor.redact(str(exc)),
                 response_excerpt=self.redactor.excerpt(exc.body.decode("utf-8", "replace")),
             )
-        except AuthFlowUnavailableError as exc:
-            return Attempt(Verdict.RETRY, None, ErrorCategory.AUTH, self.redactor.redact(str(exc)))
         except TransportError as exc:
-            category = (
-                ErrorCategory.TIMEOUT if isinstance(exc, PlatformTimeoutError) else ErrorCategory.CONNECTION
-            )
-            return Attempt(Verdict.RETRY, None, category, self.redactor.redact(str(exc)))
+            # No answer to classify: whether trying again can help is the error's to say (errors.py).
+            verdict = Verdict.RETRY if exc.retryable else Verdict.REJECT
+            return Attempt(verdict, None, _category_of(exc), self.redactor.redact(str(exc)))
 
     async def _send(self, request: PlatformRequest) -> PlatformResponse:
         auth_headers = await self.authenticator.headers()
@@ -151,3 +149,11 @@ class PlatformAdapter(ABC):
             f"{self.platform.value} answered {status}",
             response_excerpt=excerpt,
         )
+
+
+def _category_of(exc: TransportError) -> ErrorCategory:
+    if isinstance(exc, AuthFlowUnavailableError):
+        return ErrorCategory.AUTH
+    if isinstance(exc, PlatformTimeoutError):
+        return ErrorCategory.TIMEOUT
+    return ErrorCategory.CONNECTION
