@@ -11,8 +11,12 @@ from typing import BinaryIO
 
 import click
 
-from connector.errors import ConfigError
-from connector.models import Platform
+from connector.commands.replay import ReplaySource
+from connector.errors import ConfigError, DlqReason
+from connector.models import Outcome, Platform
+
+#: The outcomes a failure result can carry: what `replay --outcome` can select.
+FAILED_OUTCOMES = [o.value for o in Outcome if not o.succeeded]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -181,13 +185,15 @@ def _moment(value: str | None) -> datetime | None:
 
 @cli.command()
 @click.option(
-    "--from", "source", type=click.Choice(["failures", "dlq"]), default="failures", show_default=True
+    "--from",
+    "source",
+    type=click.Choice([s.value for s in ReplaySource]),
+    default=ReplaySource.FAILURES.value,
+    show_default=True,
 )
 @click.option("--platform", "platforms", multiple=True, type=click.Choice([p.value for p in Platform]))
-@click.option(
-    "--outcome", "outcomes", multiple=True, type=click.Choice(["rejected", "exhausted", "unmappable"])
-)
-@click.option("--reason", "reasons", multiple=True, type=click.Choice(["decode", "schema", "conflict"]))
+@click.option("--outcome", "outcomes", multiple=True, type=click.Choice(FAILED_OUTCOMES))
+@click.option("--reason", "reasons", multiple=True, type=click.Choice([r.value for r in DlqReason]))
 @click.option("--since", help="Only failures at or after this RFC 3339 time.")
 @click.option("--until", help="Only failures before this RFC 3339 time.")
 @click.option("--yes", is_flag=True, help="Publish (without it, only print what would be published).")
@@ -205,10 +211,9 @@ def replay(
     """Re-drive failed deliveries (or DLQ records) as new events, after the cause was fixed."""
     import asyncio
 
-    from connector.commands.replay import ReplayFilter, ReplaySource
+    from connector.commands.replay import ReplayFilter
     from connector.commands.replay import replay as run_replay
     from connector.config import load_settings
-    from connector.models import Outcome
 
     try:
         settings = load_settings(config_file)
@@ -221,7 +226,7 @@ def replay(
     wanted = ReplayFilter(
         platforms=frozenset(Platform(p) for p in platforms),
         outcomes=frozenset(Outcome(o) for o in outcomes),
-        reasons=frozenset(reasons),
+        reasons=frozenset(DlqReason(r) for r in reasons),
         since=window[0],
         until=window[1],
     )

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from connector.codec import decode_event
 from connector.config import KafkaSettings
-from connector.errors import InvalidEventError
+from connector.errors import DlqReason, InvalidEventError
 from connector.kafka import client_options, producer_options
 from connector.models import Outcome, Platform
 
@@ -38,7 +38,7 @@ class ReplaySource(StrEnum):
 class ReplayFilter:
     platforms: frozenset[Platform] = frozenset()
     outcomes: frozenset[Outcome] = frozenset()
-    reasons: frozenset[str] = frozenset()
+    reasons: frozenset[DlqReason] = frozenset()
     since: datetime | None = None
     until: datetime | None = None
 
@@ -132,12 +132,19 @@ async def plan_failure_replays(settings: KafkaSettings, wanted: ReplayFilter) ->
     return replays
 
 
+def _dlq_reason(value: str) -> DlqReason | None:
+    try:
+        return DlqReason(value)
+    except ValueError:
+        return None
+
+
 async def plan_dlq_replays(settings: KafkaSettings, wanted: ReplayFilter) -> list[Replay]:
     replays: list[Replay] = []
     async for record in _read_topic(settings, settings.dlq_topic):
         headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
         reason = headers.get("error.reason", "")
-        if wanted.reasons and reason not in wanted.reasons:
+        if wanted.reasons and _dlq_reason(reason) not in wanted.reasons:
             continue
         if not wanted.admits_time(_timestamp(record)) or record.value is None:
             continue

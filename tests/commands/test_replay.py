@@ -7,8 +7,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from connector.commands.replay import ReplayFilter, plan_dlq_replays
+from connector.config import KafkaSettings
 from connector.devtools.broker import EmbeddedBroker
 from connector.devtools.simulators.server import SimulatorSuite
+from connector.errors import DlqReason
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, produce_events
 from tests.support.process import ConnectorProcess
@@ -77,3 +83,28 @@ async def test_replay_redrives_only_the_failed_platform(
         "elasticpath": 0,
         "ventmere": 1,
     }
+
+
+async def test_dlq_replay_selects_records_by_their_reason(broker: EmbeddedBroker, topics: Topics) -> None:
+    settings = KafkaSettings(
+        bootstrap_servers=broker.bootstrap_servers,
+        input_topic=topics.input,
+        success_topic=topics.success,
+        failure_topic=topics.failure,
+        dlq_topic=topics.dlq,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
+    await producer.start()
+    try:
+        for reason in ("decode", "schema", "conflict", "unheard-of"):
+            await producer.send_and_wait(
+                topics.dlq, orjson.dumps(make_event("dlq-1", 1)), headers=[("error.reason", reason.encode())]
+            )
+    finally:
+        await producer.stop()
+
+    wanted = ReplayFilter(reasons=frozenset({DlqReason.SCHEMA, DlqReason.CONFLICT}))
+    replays = await plan_dlq_replays(settings, wanted)
+    reasons = sorted(r.description.partition("(")[2].partition(")")[0] for r in replays)
+    assert reasons == ["conflict", "schema"]
+    assert len(await plan_dlq_replays(settings, ReplayFilter())) == 4
