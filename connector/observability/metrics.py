@@ -6,7 +6,43 @@ process without colliding; `Metrics()` registers them, `render()` exposes them.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from connector.models import ErrorCategory
+
+
+class EventResult(StrEnum):
+    """`order_sync_events_total{result}`: whether an input message was a usable event."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+
+
+class IdempotencyHit(StrEnum):
+    """`order_sync_idempotency_hits_total{kind}`: why the store kept a delivery from being sent."""
+
+    #: Already reported (or done) for this `(event_id, platform)`.
+    DUPLICATE = "duplicate"
+    #: The platform already has this order at the same or a newer version.
+    STALE = "stale"
+
+
+class RetryWait(StrEnum):
+    """`order_sync_retries_total{reason}` values that are not an `ErrorCategory` (the others are)."""
+
+    #: A platform-wide throttle held every request; nobody was charged an attempt.
+    THROTTLED = "throttled"
+    #: The delivery ran out of attempts while the circuit was open, and waits for it instead.
+    CIRCUIT_OPEN = "circuit_open"
+
+
+#: `order_sync_retries_total{reason}`: an `ErrorCategory` or a `RetryWait`.
+RetryReasonLabel = ErrorCategory | RetryWait
+
+#: `order_sync_platform_requests_total{code}` when a request got no response.
+NO_RESPONSE_CODE = "error"
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
