@@ -76,6 +76,14 @@ class KafkaReadError(OrderSyncError):
     """Kafka cannot be read (unreachable, refused, or a topic is missing); a command cannot answer."""
 
 
+class KafkaUnavailableError(OrderSyncError):
+    """Kafka cannot be reached, or refused a command's request; the command cannot do its work."""
+
+
+class ToolUnavailableError(OrderSyncError):
+    """A development tool (the embedded broker, a simulator's port) cannot be used; the command stops."""
+
+
 class TransportError(OrderSyncError):
     """A request did not produce an HTTP response."""
 

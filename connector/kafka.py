@@ -1,11 +1,42 @@
-"""aiokafka client options from settings (security, timeouts), shared by consumer and producer."""
+"""aiokafka client options from settings (security, timeouts), shared by consumer and producer,
+and the boundary where the commands' aiokafka errors become the connector's own."""
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+from collections.abc import Iterator
 from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
 from connector.config import KafkaSettings
+from connector.errors import KafkaUnavailableError
+
+
+@contextlib.contextmanager
+def kafka_errors(bootstrap_servers: str) -> Iterator[None]:
+    """Translate aiokafka's errors into `KafkaUnavailableError` (a command's one-line failure)."""
+    try:
+        yield
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
+
+
+async def create_topics(bootstrap_servers: str, names: list[str], partitions: int = 1) -> None:
+    """Create the topics that do not exist yet (replication factor 1: tests, the demo)."""
+    with kafka_errors(bootstrap_servers):
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        try:
+            await admin.start()
+            for name in names:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(
+                        [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+                    )
+        finally:
+            await admin.close()
 
 
 def client_options(settings: KafkaSettings) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import BinaryIO
 import click
 
 from connector.commands.replay import ReplaySource
-from connector.errors import ConfigError, DlqReason
+from connector.errors import ConfigError, DlqReason, OrderSyncError
 from connector.models import Outcome, Platform
 
 #: The outcomes a failure result can carry: what `replay --outcome` can select.
@@ -42,6 +42,20 @@ def main() -> None:
     except click.Abort:
         click.echo("order-sync: aborted", err=True)
         sys.exit(130)
+    except OrderSyncError as exc:
+        # A command's expected failures (Kafka unreachable, a tool missing): one line, exit 2.
+        click.echo(f"{_command_path()}: {exc}", err=True)
+        sys.exit(2)
+
+
+def _command_path() -> str:
+    named = [arg for arg in sys.argv[1:] if arg in cli.commands]
+    return f"order-sync {named[0]}" if named else "order-sync"
+
+
+def _quiet_kafka_client() -> None:
+    # aiokafka logs each failed connection attempt; a command reports a failure once, in one line.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def _fail_config(exc: ConfigError) -> None:
@@ -168,6 +182,7 @@ def produce(file: BinaryIO, config_file: Path | None) -> None:
     from connector.commands.produce import produce_file
     from connector.config import load_settings
 
+    _quiet_kafka_client()
     try:
         settings = load_settings(config_file)
     except ConfigError as exc:
@@ -215,6 +230,7 @@ def replay(
     from connector.commands.replay import replay as run_replay
     from connector.config import load_settings
 
+    _quiet_kafka_client()
     try:
         settings = load_settings(config_file)
         window = (_moment(since), _moment(until))
@@ -252,8 +268,7 @@ def history(order_number: str, since: str, as_json: bool, no_store: bool, config
     from connector.config import load_settings
     from connector.errors import KafkaReadError, StoreUnavailableError
 
-    # aiokafka logs each failed connection attempt; the command reports a failure once, in one line.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    _quiet_kafka_client()
     try:
         settings = load_settings(config_file)
     except ConfigError as exc:

@@ -25,6 +25,7 @@ from connector.devtools.broker import EmbeddedBroker, free_port
 from connector.devtools.samples import SampleSet, generate
 from connector.devtools.simulators.limits import RequestsPerSecond, WindowQuota
 from connector.devtools.simulators.server import SimulatorSuite
+from connector.kafka import create_topics
 from connector.models import Outcome, Platform
 from connector.observability.logs import JsonFormatter
 from connector.observability.redaction import Redactor, secrets_of
@@ -190,8 +191,11 @@ async def run_demo(
         else:
             suffix = uuid.uuid4().hex[:8]
             topics = tuple(f"{name}.demo-{suffix}" for name in TOPIC_NAMES)
-            broker = EmbeddedBroker(port=int(bootstrap_servers.rsplit(":", 1)[1]))
-        await broker.create_topics(list(topics), partitions=4)
+            # Until the connector's log file takes over, a broker that does not answer is reported
+            # once, as the command's error, not also line by line by aiokafka's connection attempts.
+            logging.getLogger().addHandler(logging.NullHandler())
+        # On the broker the demo was given, whatever its host: not on 127.0.0.1 at the same port.
+        await create_topics(bootstrap_servers, list(topics), partitions=4)
         suite = await stack.enter_async_context(SimulatorSuite())
         return await _run(
             events, chaos, console, timeout_s, bootstrap_servers, topics, suite, workdir, summary_json

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from connector.codec import decode_event
 from connector.config import KafkaSettings
 from connector.errors import InvalidEventError
-from connector.kafka import producer_options
+from connector.kafka import kafka_errors, producer_options
 
 
 def parse_documents(data: bytes) -> list[bytes]:
@@ -51,10 +51,13 @@ def produce_file(data: bytes, settings: KafkaSettings) -> int:
 
 
 async def _publish(settings: KafkaSettings, messages: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(**producer_options(settings))
-    await producer.start()
-    try:
-        futures = [await producer.send(settings.input_topic, value=value, key=key) for key, value in messages]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    with kafka_errors(settings.bootstrap_servers):
+        producer = AIOKafkaProducer(**producer_options(settings))
+        try:
+            await producer.start()
+            futures = [
+                await producer.send(settings.input_topic, value=value, key=key) for key, value in messages
+            ]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()

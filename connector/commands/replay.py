@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from connector.codec import decode_event
 from connector.config import KafkaSettings
 from connector.errors import DlqReason, InvalidEventError
-from connector.kafka import client_options, producer_options
+from connector.kafka import client_options, kafka_errors, producer_options
 from connector.models import Outcome, Platform
 
 
@@ -56,8 +56,8 @@ class Replay:
 async def _read_topic(settings: KafkaSettings, topic: str) -> AsyncIterator[Any]:
     """Every record of `topic` up to its high watermark at the time of the call."""
     consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
@@ -168,6 +168,11 @@ async def plan_dlq_replays(settings: KafkaSettings, wanted: ReplayFilter) -> lis
 
 
 async def replay(settings: KafkaSettings, source: ReplaySource, wanted: ReplayFilter, publish: bool) -> int:
+    with kafka_errors(settings.bootstrap_servers):
+        return await _replay(settings, source, wanted, publish)
+
+
+async def _replay(settings: KafkaSettings, source: ReplaySource, wanted: ReplayFilter, publish: bool) -> int:
     if source is ReplaySource.FAILURES:
         planned = await plan_failure_replays(settings, wanted)
     else:
@@ -186,8 +191,8 @@ async def replay(settings: KafkaSettings, source: ReplaySource, wanted: ReplayFi
         return 0
     if sendable:
         producer = AIOKafkaProducer(**producer_options(settings))
-        await producer.start()
         try:
+            await producer.start()
             futures = [await producer.send(settings.input_topic, value=r.value, key=r.key) for r in sendable]
             await asyncio.gather(*futures)
         finally:

@@ -14,11 +14,14 @@ import stat
 import subprocess
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from connector.errors import ToolUnavailableError
+from connector.kafka import create_topics
 
 
-class BrokerUnavailableError(RuntimeError):
+class BrokerUnavailableError(ToolUnavailableError):
     """The embedded broker could not be found or did not come up."""
 
 
@@ -109,16 +112,7 @@ class EmbeddedBroker:
                     await admin.close()
 
     async def create_topics(self, names: list[str], partitions: int = 1) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-        await admin.start()
-        try:
-            for name in names:
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics(
-                        [NewTopic(name, num_partitions=partitions, replication_factor=1)]
-                    )
-        finally:
-            await admin.close()
+        await create_topics(self.bootstrap_servers, names, partitions)
 
     def stop(self) -> None:
         if self._process is None:

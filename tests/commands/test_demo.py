@@ -16,6 +16,7 @@ from tests.support.kafka import TopicReader
 ORDER_SYNC = str(Path(sys.executable).with_name("order-sync"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chaos", [False, True], ids=["plain", "chaos"])
 async def test_demo_summary_matches_the_result_topics(
     broker: EmbeddedBroker, tmp_path: Path, chaos: bool
@@ -57,3 +58,21 @@ async def test_demo_summary_matches_the_result_topics(
         assert f" {counts['applied']} " in row
     if chaos:
         assert "chaos" in printed
+
+
+async def test_demo_creates_its_topics_on_the_broker_it_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from connector.commands import demo
+    from connector.errors import KafkaUnavailableError
+
+    asked: list[str] = []
+
+    async def create_topics(bootstrap_servers: str, names: list[str], partitions: int = 1) -> None:
+        asked.append(bootstrap_servers)
+        raise KafkaUnavailableError("stop here")
+
+    monkeypatch.setattr(demo, "create_topics", create_topics)
+    with pytest.raises(KafkaUnavailableError):
+        await demo.run_demo(1, False, Console(quiet=True), bootstrap_servers="kafka.example:9093")
+    assert asked == ["kafka.example:9093"]

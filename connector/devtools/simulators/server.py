@@ -257,5 +257,5 @@ def run_simulate(
         eventloop.run(main())
     except OSError as exc:
         print(f"order-sync simulate: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
-        return 1
+        return 2
     return 0
