@@ -1,4 +1,4 @@
-"""The settings tree (CONTRACT §2): environment (`ORDER_SYNC_`, `__` nesting) over an optional YAML file.
+"""The settings tree (README "Configuration"): environment (`ORDER_SYNC_`, `__` nesting) over a YAML file.
 
 Config is data: `load_settings` builds one `Settings` at start-up and it is passed down explicitly.
 """

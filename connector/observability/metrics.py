@@ -1,4 +1,4 @@
-"""Prometheus metrics (CONTRACT §6). Label values are bounded: platform, outcome, status code, reason.
+"""Prometheus metrics (README "Operations runbook"). Label values are bounded and closed.
 
 Metrics live in one registry object so tests and the demo can run several connectors in one
 process without colliding; `Metrics()` registers them, `render()` exposes them.

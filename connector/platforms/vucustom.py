@@ -24,7 +24,7 @@ class VuCustomAdapter(PlatformAdapter):
         if target.id is not None:
             query = f"id={query_value(target.id)}"
         else:
-            # `{}` addresses the order by the canonical order number (CONTRACT §4).
+            # No id in `targets.vucustom`: the order is addressed by the canonical order number.
             query = f"order_number={query_value(target.order_number or event.order.order_number)}"
         order = event.order
         ship_method = order.ship_method

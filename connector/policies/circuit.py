@@ -25,7 +25,9 @@ class CircuitState(StrEnum):
 
 
 class CircuitBreaker:
-    """Holds a platform's deliveries back while it fails, without failing them (CONTRACT §3).
+    """Holds a platform's deliveries back while it fails, without failing them.
+
+    README, "Guarantees and how they are kept" (outages) and "Differences from the contract" (threshold).
 
     - CLOSED: `wait_until_allowed()` returns at once. `record_failure()` counts consecutive
       retryable failures (`record_success()` resets the count); at `failure_threshold` the

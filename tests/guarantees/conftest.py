@@ -1,4 +1,5 @@
-"""CONTRACT §5 end to end: `order-sync run` processes, the session broker, the simulators, real stores.
+"""The README's "Guarantees and how they are kept", end to end: `order-sync run` processes,
+the session broker, the simulators, real stores.
 
 Stores: SQLite in the test's temp dir; the machine's Redis (a database of its own, keys deleted
 after the test) and PostgreSQL (a fresh database per test, dropped after); and, for outages, a Redis

@@ -23,7 +23,7 @@ from connector.devtools.simulators.base import (
 )
 from connector.models import Platform, to_rfc3339, utc_now
 
-#: The fields the connector may change (CONTRACT §3); the page's 422 answers anything else.
+#: The fields the connector may change (the platform's update-order page); its 422 answers anything else.
 UPDATABLE = frozenset(
     {
         "note",
