@@ -87,6 +87,7 @@ def test_every_channel_operation_and_payload_reference_resolves() -> None:
         assert set(headers.get("required", [])) <= set(headers["properties"])
 
 
+@pytest.mark.slow
 def test_schemas_check_covers_the_asyncapi_document(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([ORDER_SYNC, "schemas", *args], capture_output=True, text=True, check=False)

@@ -12,6 +12,9 @@ from connector.devtools.broker import EmbeddedBroker
 from tests.support.events import encode, make_event
 from tests.support.kafka import TopicReader, Topics
 
+#: Every test here starts `order-sync` subprocesses.
+pytestmark = pytest.mark.slow
+
 ORDER_SYNC = str(Path(sys.executable).with_name("order-sync"))
 COMMANDS = ["run", "demo", "simulate", "validate", "produce", "schemas", "replay", "history"]
 

@@ -189,6 +189,7 @@ async def test_history_shows_every_version_with_its_outcome_per_platform(
     assert "vucustom v5 (store v5), ventmere v4 (store v4)" in text
 
 
+@pytest.mark.slow
 async def test_history_of_an_unknown_order_exits_1(broker: EmbeddedBroker, topics: Topics) -> None:
     env = kafka_env(topics, broker.bootstrap_servers)
     await produce(
@@ -211,12 +212,14 @@ async def test_history_of_an_unknown_order_exits_1(broker: EmbeddedBroker, topic
         (["ord-1", "--since", "5 days"], "--since"),
     ],
 )
+@pytest.mark.slow
 async def test_a_wrong_since_is_one_line_and_exit_2(args: list[str], message: str) -> None:
     code, _, err = await history(dict(os.environ), *args)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and message in err
 
 
+@pytest.mark.slow
 async def test_an_unreachable_kafka_is_one_line_and_exit_2() -> None:
     from connector.devtools.broker import free_port
 
@@ -227,6 +230,7 @@ async def test_an_unreachable_kafka_is_one_line_and_exit_2() -> None:
     assert len(lines) == 1 and "cannot reach Kafka" in lines[0], err
 
 
+@pytest.mark.slow
 async def test_a_missing_store_is_reported_not_created(
     broker: EmbeddedBroker, topics: Topics, tmp_path: Path
 ) -> None:
@@ -279,6 +283,7 @@ async def produce_with_confluent_kafka(bootstrap: str, topic: str, lines: bytes)
 @pytest.mark.parametrize(
     "producer", [produce_with_kcat, produce_with_confluent_kafka], ids=["kcat", "confluent-kafka"]
 )
+@pytest.mark.slow
 async def test_history_finds_orders_produced_by_librdkafka(
     broker: EmbeddedBroker, producer: Callable[[str, str, bytes], Any]
 ) -> None:
@@ -306,6 +311,7 @@ async def test_history_finds_orders_produced_by_librdkafka(
         assert {d["outcome"] for d in version["deliveries"]} == {"pending"}
 
 
+@pytest.mark.slow
 async def test_time_to_answer_on_an_input_topic_of_100000_messages(broker: EmbeddedBroker) -> None:
     """Measured and printed, not asserted (issue 17 asks for under 5 s)."""
     bootstrap = broker.bootstrap_servers
@@ -340,6 +346,7 @@ async def test_time_to_answer_on_an_input_topic_of_100000_messages(broker: Embed
     )
 
 
+@pytest.mark.slow
 async def test_history_links_results_without_source_headers_by_event_id(
     broker: EmbeddedBroker, topics: Topics
 ) -> None:

@@ -73,6 +73,7 @@ def _one(stage: list[tuple[str, str]], word: str) -> str:
     return found[0]
 
 
+@pytest.mark.slow
 def test_hadolint_reports_nothing_at_warning_level() -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():

@@ -61,6 +61,7 @@ async def test_request_log_is_bounded_and_waitable() -> None:
         await RequestLog().wait_for(lambda log: len(log) > 0, timeout_s=0.05)
 
 
+@pytest.mark.slow
 async def test_order_sync_simulate_serves_until_sigterm() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
