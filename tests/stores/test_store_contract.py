@@ -44,6 +44,26 @@ async def applied(
     await store.record_outcome(key, Outcome.APPLIED, b"applied")
 
 
+async def lapsed(peer: IdempotencyStore, sentinel: DeliveryKey, timeout_s: float = 10.0) -> None:
+    """Returns once `sentinel`'s lease has lapsed on the store's own clock (a peer can take it over).
+
+    Claimed right after the leases a test waits on, with the same lease, it lapses no earlier than
+    they do; asking about it leaves them untouched.
+    """
+    async with asyncio.timeout(timeout_s):
+        # The store's clock is not observable otherwise: poll it (each BUSY answer changes nothing).
+        while True:
+            if await peer.claim(sentinel, "watcher", SHORT_LEASE) == Claim(ClaimStatus.PROCEED):
+                return
+            await asyncio.sleep(0.01)
+
+
+async def sentinel_lease(store: IdempotencyStore) -> DeliveryKey:
+    key = delivery()
+    await store.claim(key, "sentinel", SHORT_LEASE)
+    return key
+
+
 async def past(moment: datetime) -> None:
     """Returns once the wall clock has moved beyond `moment`."""
     # Records stamped up to `moment` must compare older than the cutoff, later ones not.
@@ -101,7 +121,7 @@ async def test_claim_by_the_same_owner_is_reentrant(store: IdempotencyStore, pee
 async def test_expired_lease_is_taken_over(store: IdempotencyStore, peer: IdempotencyStore) -> None:
     key = delivery()
     await store.claim(key, "crashed", SHORT_LEASE)
-    await asyncio.sleep(SHORT_LEASE + 0.05)
+    await lapsed(peer, await sentinel_lease(store))
 
     assert await peer.claim(key, "b", SHORT_LEASE) == Claim(ClaimStatus.PROCEED)
     # Now b's lease is the fresh one: the old owner is kept out and cannot release it.
@@ -113,7 +133,7 @@ async def test_expired_lease_is_taken_over(store: IdempotencyStore, peer: Idempo
 async def test_reclaim_by_the_owner_renews_its_lease(store: IdempotencyStore, peer: IdempotencyStore) -> None:
     key = delivery()
     await store.claim(key, "a", SHORT_LEASE)
-    await asyncio.sleep(SHORT_LEASE + 0.05)
+    await lapsed(peer, await sentinel_lease(store))
     await store.claim(key, "a", SHORT_LEASE)
 
     assert await peer.claim(key, "b", SHORT_LEASE) == Claim(ClaimStatus.BUSY)
@@ -299,8 +319,16 @@ async def test_mark_reported_marks_the_whole_batch(store: IdempotencyStore, peer
     assert await peer.claim(unknown, "b", LONG_LEASE) == Claim(ClaimStatus.PROCEED)
 
 
-async def test_mark_reported_of_an_empty_batch_does_nothing(store: IdempotencyStore) -> None:
+async def test_mark_reported_of_an_empty_batch_does_nothing(
+    store: IdempotencyStore, peer: IdempotencyStore
+) -> None:
+    key = delivery()
+    await store.claim(key, "a", LONG_LEASE)
+    await store.record_outcome(key, Outcome.APPLIED, b"result")
+
     await store.mark_reported([])
+
+    assert (await peer.claim(key, "b", LONG_LEASE)).status is ClaimStatus.UNREPORTED
 
 
 # --- check_event ---------------------------------------------------------------------------------
@@ -411,7 +439,7 @@ async def test_concurrent_takeovers_of_an_expired_lease_have_one_winner(
 ) -> None:
     keys = [delivery() for _ in range(30)]
     await asyncio.gather(*(store.claim(key, "crashed", SHORT_LEASE) for key in keys))
-    await asyncio.sleep(SHORT_LEASE + 0.05)
+    await lapsed(peer, await sentinel_lease(store))
 
     claims = await asyncio.gather(
         *(
