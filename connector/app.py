@@ -18,6 +18,7 @@ from connector.config import Settings
 from connector.deliveries import DeliveryRunner
 from connector.dispatcher import PlatformDispatcher
 from connector.errors import StoreUnavailableError
+from connector.kafka.publisher import Publisher
 from connector.observability.health import HealthServer
 from connector.observability.logs import configure_logging
 from connector.observability.metrics import Metrics
@@ -26,7 +27,6 @@ from connector.pipeline.pipelines import Pipelines
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
 from connector.policies.backoff import Backoff
-from connector.publisher import Publisher
 from connector.stores import IdempotencyStore, open_store
 from connector.stores.guard import StoreGuard
 from connector.stores.purge import run_purger

@@ -14,6 +14,7 @@ import orjson
 from connector.codec import encode_result
 from connector.dispatcher import DeliveryReport, PlatformDispatcher, Superseded
 from connector.errors import UnmappableError
+from connector.kafka.publisher import Publisher
 from connector.models import (
     ErrorCategory,
     OrderChangedEvent,
@@ -25,7 +26,6 @@ from connector.models import (
     utc_now_rfc3339,
 )
 from connector.observability.metrics import Metrics
-from connector.publisher import Publisher
 from connector.storebatch import StoreBatcher
 from connector.stores import Claim, ClaimStatus, DeliveryKey
 from connector.stores.guard import StoreGuard

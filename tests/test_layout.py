@@ -94,17 +94,14 @@ def test_the_platforms_value_types_are_a_leaf() -> None:
     assert graph["connector.platforms.transport"] & above == set()
 
 
-#: Modules every layer uses (settings, errors, the canonical model and its bytes, Kafka client options)
-#: and the wiring of a running connector. Anything else belongs in a layer's package.
+#: Modules every layer uses (settings, errors, the canonical model and its bytes) and the wiring of a
+#: running connector. Anything else belongs in a layer's package.
 ROOT_MODULES = {
     "app",
     "codec",
     "config",
     "errors",
-    "kafka",
     "models",
-    "partitioners",
-    "publisher",
     # Still at the root until they move into their layer (see the README's "Architecture").
     "deliveries",
     "dispatcher",

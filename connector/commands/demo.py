@@ -25,7 +25,7 @@ from connector.devtools.broker import EmbeddedBroker, free_port
 from connector.devtools.samples import SampleSet, generate
 from connector.devtools.simulators.limits import RequestsPerSecond, WindowQuota
 from connector.devtools.simulators.server import SimulatorSuite
-from connector.kafka import create_topics
+from connector.kafka.client import create_topics
 from connector.models import Outcome, Platform
 from connector.observability.logs import JsonFormatter
 from connector.observability.redaction import Redactor, secrets_of

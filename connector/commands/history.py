@@ -34,9 +34,9 @@ from aiokafka.errors import KafkaError
 from connector.codec import decode_event
 from connector.config import Settings
 from connector.errors import InvalidEventError, KafkaReadError
-from connector.kafka import client_options
+from connector.kafka.client import client_options
+from connector.kafka.partitioners import candidate_partitions, murmur2
 from connector.models import Outcome, Platform, Source
-from connector.partitioners import candidate_partitions, murmur2
 from connector.stores import DeliveryState, OrderRecords, open_store
 
 #: `Story.store` when the store was read; otherwise it says why not.

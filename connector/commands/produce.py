@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from connector.codec import decode_event
 from connector.config import KafkaSettings
 from connector.errors import InvalidEventError
-from connector.kafka import kafka_errors, producer_options
+from connector.kafka.client import kafka_errors, producer_options
 
 
 def parse_documents(data: bytes) -> list[bytes]:

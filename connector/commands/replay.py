@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from connector.codec import decode_event
 from connector.config import KafkaSettings
 from connector.errors import DlqReason, InvalidEventError
-from connector.kafka import client_options, kafka_errors, producer_options
+from connector.kafka.client import client_options, kafka_errors, producer_options
 from connector.models import Outcome, Platform
 
 

@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from connector.errors import ToolUnavailableError
-from connector.kafka import create_topics
+from connector.kafka.client import create_topics
 
 
 class BrokerUnavailableError(ToolUnavailableError):

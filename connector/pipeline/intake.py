@@ -15,10 +15,10 @@ from aiokafka.structs import ConsumerRecord
 
 from connector.config import INTAKE_PIPELINE
 from connector.errors import DlqReason
+from connector.kafka.publisher import Publisher
 from connector.observability.metrics import Metrics
 from connector.pipeline.pipeline import Work
 from connector.pipeline.screening import MessageScreen, Screened
-from connector.publisher import Publisher
 
 log = logging.getLogger(__name__)
 

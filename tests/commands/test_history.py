@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from connector.commands.history import parse_since
 from connector.devtools.broker import EmbeddedBroker
-from connector.partitioners import crc32, murmur2
+from connector.kafka.partitioners import crc32, murmur2
 from tests.support.events import encode, make_event
 from tests.support.kafka import TopicReader, Topics, create_topics, produce
 from tests.support.process import ConnectorProcess

@@ -9,7 +9,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 
 from connector.config import KafkaSettings
 from connector.errors import DlqReason
-from connector.kafka import producer_options
+from connector.kafka.client import producer_options
 from connector.models import OrderSyncResult, Source
 from connector.policies.backoff import Backoff
 

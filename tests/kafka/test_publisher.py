@@ -6,8 +6,8 @@ from connector.codec import encode_result
 from connector.config import KafkaSettings
 from connector.devtools.broker import EmbeddedBroker
 from connector.errors import DlqReason
+from connector.kafka.publisher import Publisher
 from connector.models import OrderSyncResult, Outcome, Platform, Source
-from connector.publisher import Publisher
 from tests.support.kafka import TopicReader, Topics
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from connector.partitioners import candidate_partitions, crc32, fnv1a, fnv1a_signed, murmur2
+from connector.kafka.partitioners import candidate_partitions, crc32, fnv1a, fnv1a_signed, murmur2
 
 
 def test_murmur2_is_aiokafkas_default_partitioner() -> None:
