@@ -1,10 +1,10 @@
-"""Wires the connector together for `order-sync run` and runs it until SIGTERM/SIGINT."""
+"""Wires one connector together (store, adapters, publisher, pipelines, HTTP endpoints) and runs it
+until SIGTERM/SIGINT; `commands/run.py` starts it for `order-sync run`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -13,14 +13,12 @@ import uuid
 
 from aiokafka.errors import KafkaError
 
-from connector.commands import eventloop
 from connector.config import Settings
 from connector.deliveries import DeliveryRunner
 from connector.dispatcher import PlatformDispatcher
 from connector.errors import StoreUnavailableError
 from connector.kafka.publisher import Publisher
 from connector.observability.health import HealthServer
-from connector.observability.logs import configure_logging
 from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor, secrets_of
 from connector.pipeline.pipelines import Pipelines
@@ -173,26 +171,3 @@ async def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, connector.request_stop)
     return await connector.run()
-
-
-#: Allocations between two young-generation collections (CPython's default is 700).
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def tune_gc() -> None:
-    """Collect less often, and never walk what start-up left alive.
-
-    With CPython's defaults the collector ran hundreds of times a second at full load, and each full
-    collection walked every live object (all in-flight events, tasks and futures): a fifth of the
-    connector's CPU in the benchmarks (bench/README.md), and loop stalls of 100 ms and more. Memory
-    stays bounded: the backlog benchmark checks peak RSS.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
-
-
-def run_connector(settings: Settings) -> int:
-    configure_logging(settings.log_level, Redactor(secrets_of(settings)))
-    tune_gc()
-    return eventloop.run(serve(settings), settings.event_loop)

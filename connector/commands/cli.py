@@ -72,7 +72,7 @@ def _fail_config(exc: ConfigError) -> None:
 )
 def run(config_file: Path | None, pipelines: str | None) -> None:
     """Run the connector until SIGTERM/SIGINT."""
-    from connector.app import run_connector
+    from connector.commands.run import run_connector
     from connector.config import ENV_PREFIX, load_settings
 
     environ = None if pipelines is None else {**os.environ, f"{ENV_PREFIX}PIPELINES": pipelines}
