@@ -94,6 +94,20 @@ def test_the_platforms_value_types_are_a_leaf() -> None:
     assert graph["connector.platforms.transport"] & above == set()
 
 
+def test_the_runtime_never_imports_the_commands_or_the_development_tools() -> None:
+    # `order-sync run` is app.py and what it imports: nothing of it may need the demo extra or a command.
+    graph = import_graph()
+    top = ("connector.commands", "connector.devtools")
+    upward = {
+        (module, imported)
+        for module, imports in graph.items()
+        if not module.startswith(top)
+        for imported in imports
+        if imported.startswith(top)
+    }
+    assert upward == set()
+
+
 #: Modules every layer uses (settings, errors, the canonical model and its bytes) and the wiring of a
 #: running connector. Anything else belongs in a layer's package.
 ROOT_MODULES = {
