@@ -1,6 +1,6 @@
 """The Kafka floor for latency: consume an event, publish a result for it at once, nothing else.
 
-Same client options as order-sync (connector.kafka), so the paced scenario can tell the broker's
+Same client options as order-sync (connector.kafka.client), so the paced scenario can tell the broker's
 and the clients' share of end-to-end latency from the connector's own.
 
     python -m bench.echo --ready FILE
@@ -19,9 +19,9 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from connector import eventloop
+from connector.commands import eventloop
 from connector.config import load_settings
-from connector.kafka import consumer_options, producer_options
+from connector.kafka.client import consumer_options, producer_options
 
 
 class _Ready(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -1,6 +1,6 @@
 """Benchmark input: the demo's sample events, every one targeting all four platforms.
 
-`connector.samples` gives realistic orders (1-4 versions each, cancellations, 2% stale replays);
+`connector.devtools.samples` gives realistic orders (1-4 versions each, cancellations, 2% stale replays);
 here every order is addressed on every platform, so each event is exactly four deliveries.
 Different seeds give different order numbers, so runs never touch each other's simulated orders.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from connector.samples import generate
+from connector.devtools.samples import generate
 
 PLATFORM_COUNT = 4
 _NAMESPACE = uuid.UUID("1ac48942-405a-4841-a7d8-708f50dbe1ad")

@@ -19,10 +19,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.events import BenchEvent
-from connector.broker import EmbeddedBroker, accepts_connections, free_port
 from connector.config import ENV_PREFIX
+from connector.devtools.broker import EmbeddedBroker, accepts_connections, free_port
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.server import SimulatorSuite
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,14 +22,14 @@ import orjson
 from yarl import URL
 
 from bench.events import bench_events
-from connector import eventloop
 from connector.codec import decode_event
+from connector.commands import eventloop
 from connector.config import load_settings
 from connector.models import Platform
-from connector.platforms.base import PlatformRequest
+from connector.observability.redaction import Redactor
+from connector.platforms.http import PlatformRequest
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 
 
 async def raw_puts(events: int, seed: int, out: Path) -> None:

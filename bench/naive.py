@@ -22,13 +22,13 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from connector import eventloop
 from connector.codec import decode_event
+from connector.commands import eventloop
 from connector.config import load_settings
 from connector.errors import InvalidEventError, UnmappableError
+from connector.observability.redaction import Redactor
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 
 
 async def naive_loop(out: Path, max_events: int, max_seconds: float) -> None:

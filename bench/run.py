@@ -45,8 +45,8 @@ from bench.infra import (
 )
 from bench.procstat import CpuBudget, ProcessSampler, SamplerGroup
 from bench.profile import start_py_spy, stop_py_spy, summarize
-from connector.broker import free_port
 from connector.config import ENV_PREFIX
+from connector.devtools.broker import free_port
 
 HERE = Path(__file__).parent
 START_MARK = "<!-- bench:results:start -->"

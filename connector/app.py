@@ -1,10 +1,10 @@
-"""Wires the connector together for `order-sync run` and runs it until SIGTERM/SIGINT."""
+"""Wires one connector together (store, adapters, publisher, pipelines, HTTP endpoints) and runs it
+until SIGTERM/SIGINT; `commands/run.py` starts it for `order-sync run`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -13,24 +13,27 @@ import uuid
 
 from aiokafka.errors import KafkaError
 
-from connector import eventloop
 from connector.config import Settings
 from connector.deliveries import DeliveryRunner
 from connector.dispatcher import PlatformDispatcher
 from connector.errors import StoreUnavailableError
-from connector.health import HealthServer
-from connector.idempotency import IdempotencyStore, open_store
-from connector.idempotency.purge import run_purger
-from connector.logs import configure_logging
-from connector.metrics import Metrics
+from connector.kafka.publisher import Publisher
+from connector.observability.health import HealthServer
+from connector.observability.metrics import Metrics
+from connector.observability.redaction import Redactor, secrets_of
 from connector.pipeline.pipelines import Pipelines
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
-from connector.publisher import Publisher
-from connector.redaction import Redactor, secrets_of
-from connector.storeguard import StoreGuard
+from connector.policies.backoff import Backoff
+from connector.stores import IdempotencyStore, open_store
+from connector.stores.guard import StoreGuard
+from connector.stores.purge import run_purger
 
 log = logging.getLogger(__name__)
+
+#: Start-up waits for the store and Kafka: first retry after half a second, then at most every 10 s.
+START_BACKOFF_FIRST_S = 0.5
+START_BACKOFF_MAX_S = 10.0
 
 
 class Connector:
@@ -86,28 +89,28 @@ class Connector:
         self.pipelines.request_stop()
 
     async def _open_store(self) -> None:
-        delay = 0.5
+        backoff = Backoff(START_BACKOFF_FIRST_S, START_BACKOFF_MAX_S)
         while not self._stop.is_set():
             try:
                 await self.store.open()
-                self.guard.up = True
+                self.guard.mark_up()
                 return
             except StoreUnavailableError as exc:
-                self.guard.up = False
-                log.error("idempotency store unavailable at start-up (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                self.guard.mark_down(exc)
+                log.error(
+                    "idempotency store unavailable at start-up (%s); retrying in %.1fs", exc, backoff.delay
+                )
+                await backoff.wait()
 
     async def _start_publisher(self) -> None:
-        delay = 0.5
+        backoff = Backoff(START_BACKOFF_FIRST_S, START_BACKOFF_MAX_S)
         while not self._stop.is_set():
             try:
                 await self.publisher.start()
                 return
             except KafkaError as exc:
-                log.warning("Kafka not reachable for producing (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                log.warning("Kafka not reachable for producing (%s); retrying in %.1fs", exc, backoff.delay)
+                await backoff.wait()
 
     async def _store_watch(self) -> None:
         # A ping each second, up or down: an idle connector makes no other store call, and readiness
@@ -168,26 +171,3 @@ async def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, connector.request_stop)
     return await connector.run()
-
-
-#: Allocations between two young-generation collections (CPython's default is 700).
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def tune_gc() -> None:
-    """Collect less often, and never walk what start-up left alive.
-
-    With CPython's defaults the collector ran hundreds of times a second at full load, and each full
-    collection walked every live object (all in-flight events, tasks and futures): a fifth of the
-    connector's CPU in the benchmarks (bench/README.md), and loop stalls of 100 ms and more. Memory
-    stays bounded: the backlog benchmark checks peak RSS.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
-
-
-def run_connector(settings: Settings) -> int:
-    configure_logging(settings.log_level, Redactor(secrets_of(settings)))
-    tune_gc()
-    return eventloop.run(serve(settings), settings.event_loop)

@@ -1,4 +1,4 @@
-"""The settings tree (CONTRACT §2): environment (`ORDER_SYNC_`, `__` nesting) over an optional YAML file.
+"""The settings tree (README "Configuration"): environment (`ORDER_SYNC_`, `__` nesting) over a YAML file.
 
 Config is data: `load_settings` builds one `Settings` at start-up and it is passed down explicitly.
 """
@@ -6,6 +6,8 @@ Config is data: `load_settings` builds one `Settings` at start-up and it is pass
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,7 +21,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from connector.errors import ConfigError
 from connector.models import Platform
@@ -354,10 +362,31 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment wins over the YAML file, which arrives as init arguments.
+        environ = _ENVIRON.get()
+        if environ is not None:
+            env_settings = _MappingEnvSource(settings_cls, environ)
         return env_settings, init_settings
 
 
-def _unknown_env_keys(environ: dict[str, str]) -> list[str]:
+#: The environment `load_settings` was given, when not the process's own.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("order_sync_environ", default=None)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source over a given mapping: another environment is read, `os.environ` untouched."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # As EnvSettingsSource reads os.environ (Settings sets no env_ignore_empty, env_parse_none_str).
+        if self.case_sensitive:
+            return dict(self._environ)
+        return {name.lower(): value for name, value in self._environ.items()}
+
+
+def _unknown_env_keys(environ: Mapping[str, str]) -> list[str]:
     fields = set(Settings.model_fields)
     unknown = []
     for name in environ:
@@ -382,7 +411,7 @@ def _describe(error: ValidationError, from_env: bool) -> str:
     return f"invalid configuration: {key}: {message}{more}"
 
 
-def load_settings(config_file: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read the YAML file (if any) and the environment; raise `ConfigError` with one line naming the key."""
     env = dict(os.environ if environ is None else environ)
     unknown = _unknown_env_keys(env)
@@ -398,15 +427,10 @@ def load_settings(config_file: Path | None = None, environ: dict[str, str] | Non
             raise ConfigError(f"invalid configuration: {config_file} must hold a mapping")
         file_values = loaded or {}
     try:
-        if environ is None:
-            return Settings(**file_values)
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(env)
+        token = _ENVIRON.set(env)
         try:
             return Settings(**file_values)
         finally:
-            os.environ.clear()
-            os.environ.update(saved)
+            _ENVIRON.reset(token)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, from_env=not file_values)) from exc

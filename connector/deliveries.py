@@ -17,8 +17,7 @@ import orjson
 from connector.codec import encode_result
 from connector.dispatcher import DeliveryReport, PlatformDispatcher, Superseded
 from connector.errors import UnmappableError
-from connector.idempotency import Claim, ClaimStatus, DeliveryKey
-from connector.metrics import Metrics
+from connector.kafka.publisher import Publisher
 from connector.models import (
     ErrorCategory,
     OrderChangedEvent,
@@ -29,10 +28,11 @@ from connector.models import (
     Source,
     utc_now_rfc3339,
 )
-from connector.platforms.base import PlatformRequest
-from connector.publisher import Publisher
+from connector.observability.metrics import Metrics
+from connector.platforms.http import PlatformRequest
 from connector.storebatch import StoreBatcher
-from connector.storeguard import StoreGuard
+from connector.stores import Claim, ClaimStatus, DeliveryKey
+from connector.stores.guard import StoreGuard
 from connector.tracecontext import TraceContext
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connector.config import PlatformSettings
-from connector.metrics import Metrics
 from connector.models import ErrorCategory, Outcome, Platform, ResultError
-from connector.platforms.base import Attempt, PlatformAdapter, PlatformRequest, Verdict, WaitScope
+from connector.observability.metrics import Metrics
+from connector.platforms.base import Attempt, PlatformAdapter, Verdict, WaitScope
+from connector.platforms.http import PlatformRequest
 from connector.policies import CircuitBreaker, CircuitState, PlatformHold, RetryPolicy, TokenBucket
 
 log = logging.getLogger(__name__)

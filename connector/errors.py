@@ -2,6 +2,10 @@
 
 Foreign exceptions (aiohttp, aiokafka, database drivers) are translated into these at the
 boundary where they arise; code above the boundaries only sees this tree.
+
+What is retryable: an error that carries no answer says so itself (`retryable`, asked as aiokafka
+asks its errors' `retriable`); what a platform's answer means, retryable or not, is that platform's
+adapter's to say (`PlatformAdapter.classify` in `platforms/base.py`, token endpoints included).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import ClassVar
 class OrderSyncError(Exception):
     """Root of every error the connector raises on purpose."""
 
+    #: Whether the same operation may succeed if tried again later.
     retryable: ClassVar[bool] = False
 
 
@@ -69,6 +74,14 @@ class StoreUnavailableError(OrderSyncError):
 
 class KafkaReadError(OrderSyncError):
     """Kafka cannot be read (unreachable, refused, or a topic is missing); a command cannot answer."""
+
+
+class KafkaUnavailableError(OrderSyncError):
+    """Kafka cannot be reached, or refused a command's request; the command cannot do its work."""
+
+
+class ToolUnavailableError(OrderSyncError):
+    """A development tool (the embedded broker, a simulator's port) cannot be used; the command stops."""
 
 
 class TransportError(OrderSyncError):

@@ -1,6 +1,6 @@
 """Wire models: the canonical "order changed" event and the per-delivery result event.
 
-The shapes are the external contract (CONTRACT §4); `order-sync schemas` writes their JSON Schemas.
+The shapes are the external contract (`schemas/`, which `order-sync schemas` writes from them).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from connector.errors import StoreUnavailableError
-from connector.idempotency import Claim, DeliveryKey, IdempotencyStore
 from connector.models import Outcome
+from connector.stores import Claim, DeliveryKey, IdempotencyStore
 
 Item = TypeVar("Item")
 Answer = TypeVar("Answer")

@@ -7,10 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from connector.broker import EmbeddedBroker
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.support.kafka import Topics, create_topics
 from tests.support.process import ConnectorProcess
+
+#: Fixtures that start subprocesses: a test that uses one is `slow` (`pytest -m "not slow"` skips it).
+SUBPROCESS_FIXTURES = frozenset({"connectors"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SUBPROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -9,15 +9,16 @@ import orjson
 import pytest
 
 from connector.codec import decode_event
+from connector.devtools.simulators.limits import ThrottleAfterEvery
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.dispatcher import PlatformDispatcher
-from connector.metrics import Metrics
 from connector.models import Outcome, Platform
-from connector.platforms.base import PlatformAdapter, PlatformRequest
+from connector.observability.metrics import Metrics
+from connector.observability.redaction import Redactor
+from connector.platforms.base import PlatformAdapter
+from connector.platforms.http import PlatformRequest
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
-from connector.simulators.limits import ThrottleAfterEvery
-from connector.simulators.server import SimulatorSuite
 from tests.resilience.conftest import max_in_window
 from tests.support.events import make_event
 

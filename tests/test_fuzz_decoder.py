@@ -21,10 +21,11 @@ from connector.codec import MAX_DEPTH, decode_event, encode_result, fingerprint
 from connector.config import PlatformsSettings
 from connector.errors import DlqReason, InvalidEventError, UnmappableError
 from connector.models import OrderChangedEvent, OrderSyncResult, Outcome, Platform
-from connector.platforms.base import PlatformAdapter, PlatformRequest
+from connector.observability.redaction import Redactor
+from connector.platforms.base import PlatformAdapter
+from connector.platforms.http import PlatformRequest
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 from tests.support.events import make_event
 
 GOLDEN_EVENTS = Path(__file__).parent / "golden" / "events"

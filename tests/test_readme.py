@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connector.configdoc import END, START, render
+from connector.commands.configdoc import END, START, render
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -12,7 +12,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_readme_configuration_table_is_current() -> None:
     text = README.read_text(encoding="utf-8")
     block = text.split(START, 1)[1].split(END, 1)[0]
-    assert block.strip() == render().strip(), "run: python -m connector.configdoc --write README.md"
+    assert block.strip() == render().strip(), "run: python -m connector.commands.configdoc --write README.md"
 
 
 def test_readme_shows_the_two_commands_and_the_deploy_section() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from connector.metrics import Metrics
+from connector.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from connector.deliveries import Delivery, DeliveryRunner
-from connector.metrics import Metrics
 from connector.models import Platform, Source
+from connector.observability.metrics import Metrics
 from connector.pipeline.lanes import LaneTicket, OrderingLanes
 from connector.pipeline.pipeline import Work
 from connector.pipeline.screening import MessageScreen

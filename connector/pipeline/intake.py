@@ -15,10 +15,10 @@ from aiokafka.structs import ConsumerRecord
 
 from connector.config import INTAKE_PIPELINE
 from connector.errors import DlqReason
-from connector.metrics import Metrics
+from connector.kafka.publisher import Publisher
+from connector.observability.metrics import Metrics
 from connector.pipeline.pipeline import Work
 from connector.pipeline.screening import MessageScreen
-from connector.publisher import Publisher
 from connector.tracecontext import TraceContext
 
 log = logging.getLogger(__name__)

@@ -27,12 +27,12 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from connector.config import Settings
-from connector.metrics import Metrics
+from connector.observability.metrics import Metrics
 from connector.pipeline.backpressure import Backpressure
 from connector.pipeline.offsets import OffsetTracker
 from connector.pipeline.source import GroupConsumer
 from connector.policies import Backoff
-from connector.storeguard import StoreGuard
+from connector.stores.guard import StoreGuard
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ import logging
 
 from connector.config import INTAKE_PIPELINE, Settings
 from connector.deliveries import DeliveryRunner
-from connector.metrics import Metrics
+from connector.kafka.publisher import Publisher
 from connector.models import Platform
+from connector.observability.metrics import Metrics
 from connector.pipeline.delivery import DeliveryStage
 from connector.pipeline.intake import IntakeStage
 from connector.pipeline.pipeline import Pipeline
 from connector.pipeline.screening import MessageScreen
-from connector.publisher import Publisher
-from connector.storeguard import StoreGuard
+from connector.stores.guard import StoreGuard
 
 log = logging.getLogger(__name__)
 

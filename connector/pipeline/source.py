@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from connector.config import KafkaSettings
-from connector.kafka import consumer_options
+from connector.kafka.client import consumer_options
 from connector.policies import Backoff
 
 log = logging.getLogger(__name__)

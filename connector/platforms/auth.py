@@ -8,17 +8,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import orjson
 
 from connector.errors import AuthFlowError, AuthFlowUnavailableError, TransportError
-from connector.platforms.base import PlatformRequest
-from connector.redaction import MASK
-
-if TYPE_CHECKING:
-    from connector.platforms.transport import Transport
-    from connector.redaction import Redactor
+from connector.observability.redaction import MASK, Redactor
+from connector.platforms.http import PlatformRequest
+from connector.platforms.transport import Transport
 
 
 class Authenticator(ABC):

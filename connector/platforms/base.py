@@ -5,50 +5,24 @@ policies the dispatcher composes around `PlatformAdapter.attempt`. It is, howeve
 of what the platform's answers mean: whether a refusal is worth another attempt, how long to wait,
 whether the wait holds only this request or every request to the platform, and whether the
 platform asked us to send more slowly. The dispatcher and the token flows ask it (`classify`).
+A request that got no answer at all is retryable when its error says so (`OrderSyncError.retryable`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import email.utils
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote
-
-import orjson
+from typing import ClassVar
 
 from connector.config import PlatformSettings
 from connector.errors import AuthFlowError, AuthFlowUnavailableError, PlatformTimeoutError, TransportError
 from connector.models import ErrorCategory, OrderChangedEvent, Platform
+from connector.observability.redaction import Redactor
+from connector.platforms.auth import Authenticator
+from connector.platforms.http import RETRYABLE_STATUSES, PlatformRequest, PlatformResponse, parse_retry_after
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
-
-if TYPE_CHECKING:
-    # auth.py builds token requests from this module's types; importing it here at run time would be a cycle.
-    from connector.platforms.auth import Authenticator
-
-EXCERPT_LIMIT = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class PlatformRequest:
-    """A fully built request, minus credentials (auth headers are added when it is sent)."""
-
-    method: str
-    url: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class PlatformResponse:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
 
 
 class Verdict(StrEnum):
@@ -92,53 +66,12 @@ class Attempt:
     slow_down: bool = False
 
 
-JSON_HEADERS: tuple[tuple[str, str], ...] = (
-    ("Content-Type", "application/json"),
-    ("Accept", "application/json"),
-)
-
-
-def path_segment(value: str | int) -> str:
-    """`value` as one percent-encoded path segment: it can never add a segment or leave the path."""
-    encoded = quote(str(value), safe="")
-    # "." and ".." are dot-segments that clients and servers resolve away (RFC 3986 §5.2.4);
-    # encoded dots are not, so such an id still addresses its own segment.
-    if encoded in (".", ".."):
-        return encoded.replace(".", "%2E")
-    return encoded
-
-
-def query_value(value: str | int) -> str:
-    """`value` percent-encoded for a query string: it can never add a parameter or a fragment."""
-    return quote(str(value), safe="")
-
-
-def json_request(method: str, url: str, payload: Any) -> PlatformRequest:
-    """A request with a JSON body and the JSON content headers every platform page asks for."""
-    return PlatformRequest(method, url, JSON_HEADERS, orjson.dumps(payload))
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds from now: delta-seconds or an HTTP-date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, moment.timestamp() - current)
-
-
 class PlatformAdapter(ABC):
     """One platform's "update order" API."""
 
     platform: ClassVar[Platform]
     #: Statuses below 500 worth another attempt on this platform (5xx always are).
-    retryable_statuses: ClassVar[frozenset[int]] = frozenset({408, 429})
+    retryable_statuses: ClassVar[frozenset[int]] = RETRYABLE_STATUSES
 
     def __init__(
         self,
@@ -179,13 +112,10 @@ class PlatformAdapter(ABC):
                 message=self.redactor.redact(str(exc)),
                 response_excerpt=self.redactor.excerpt(exc.body.decode("utf-8", "replace")),
             )
-        except AuthFlowUnavailableError as exc:
-            return Attempt(Verdict.RETRY, None, ErrorCategory.AUTH, self.redactor.redact(str(exc)))
         except TransportError as exc:
-            category = (
-                ErrorCategory.TIMEOUT if isinstance(exc, PlatformTimeoutError) else ErrorCategory.CONNECTION
-            )
-            return Attempt(Verdict.RETRY, None, category, self.redactor.redact(str(exc)))
+            # No answer to classify: whether trying again can help is the error's to say (errors.py).
+            verdict = Verdict.RETRY if exc.retryable else Verdict.REJECT
+            return Attempt(verdict, None, _category_of(exc), self.redactor.redact(str(exc)))
 
     async def _send(self, request: PlatformRequest) -> PlatformResponse:
         auth_headers = await self.authenticator.headers()
@@ -219,3 +149,11 @@ class PlatformAdapter(ABC):
             f"{self.platform.value} answered {status}",
             response_excerpt=excerpt,
         )
+
+
+def _category_of(exc: TransportError) -> ErrorCategory:
+    if isinstance(exc, AuthFlowUnavailableError):
+        return ErrorCategory.AUTH
+    if isinstance(exc, PlatformTimeoutError):
+        return ErrorCategory.TIMEOUT
+    return ErrorCategory.CONNECTION

@@ -32,19 +32,17 @@ import orjson
 from connector.config import ElasticPathSettings, PlatformSettings
 from connector.errors import ConfigError, OrderSyncError, UnmappableError
 from connector.models import Address, OrderChangedEvent, OrderStatus, Platform
+from connector.observability.redaction import Redactor
 from connector.platforms.auth import Authenticator, TokenEndpointAuthenticator
-from connector.platforms.base import (
+from connector.platforms.base import Attempt, PlatformAdapter, Verdict
+from connector.platforms.http import (
     JSON_HEADERS,
-    Attempt,
-    PlatformAdapter,
     PlatformRequest,
     PlatformResponse,
-    Verdict,
     json_request,
     path_segment,
 )
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 from connector.tracecontext import carried_headers
 
 EXTERNAL_REF_MAX = 64

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 from connector.config import PlatformSettings
 from connector.models import Platform
+from connector.observability.redaction import Redactor
 from connector.platforms import elasticpath, sellercloud, ventmere, vucustom
 from connector.platforms.auth import Authenticator
 from connector.platforms.base import PlatformAdapter
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 
 ADAPTERS: dict[Platform, type[PlatformAdapter]] = {
     Platform.VUCUSTOM: vucustom.VuCustomAdapter,

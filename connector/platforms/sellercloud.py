@@ -23,19 +23,11 @@ import orjson
 from connector.config import PlatformSettings, SellercloudSettings
 from connector.errors import ConfigError, UnmappableError
 from connector.models import Address, OrderChangedEvent, Platform
+from connector.observability.redaction import Redactor
 from connector.platforms.auth import Authenticator, TokenEndpointAuthenticator
-from connector.platforms.base import (
-    Attempt,
-    PlatformAdapter,
-    PlatformRequest,
-    PlatformResponse,
-    Verdict,
-    WaitScope,
-    json_request,
-    path_segment,
-)
+from connector.platforms.base import Attempt, PlatformAdapter, Verdict, WaitScope
+from connector.platforms.http import PlatformRequest, PlatformResponse, json_request, path_segment
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 
 #: (Sellercloud field, canonical field, required by the page)
 ADDRESS_FIELDS: tuple[tuple[str, str, bool], ...] = (

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import aiohttp
 from yarl import URL
 
 from connector.errors import PlatformConnectionError, PlatformTimeoutError
-
-if TYPE_CHECKING:
-    from connector.platforms.base import PlatformRequest, PlatformResponse
+from connector.platforms.http import PlatformRequest, PlatformResponse
 
 #: Bodies beyond this are truncated: only an excerpt is ever kept.
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -40,8 +37,6 @@ class Transport:
     async def send(
         self, request: PlatformRequest, extra_headers: Sequence[tuple[str, str]], timeout_s: float
     ) -> PlatformResponse:
-        from connector.platforms.base import PlatformResponse
-
         headers = [*request.headers, *extra_headers]
         try:
             async with self.session.request(

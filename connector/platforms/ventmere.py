@@ -15,10 +15,11 @@ import orjson
 from connector.config import PlatformSettings, VentmereSettings
 from connector.errors import ConfigError, UnmappableError
 from connector.models import Address, OrderChangedEvent, OrderLine, Platform, to_rfc3339
+from connector.observability.redaction import Redactor
 from connector.platforms.auth import Authenticator, StaticHeaders
-from connector.platforms.base import PlatformAdapter, PlatformRequest, json_request, path_segment
+from connector.platforms.base import PlatformAdapter
+from connector.platforms.http import PlatformRequest, json_request, path_segment
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 
 
 class VentmereAdapter(PlatformAdapter):

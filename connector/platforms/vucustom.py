@@ -7,10 +7,11 @@ from typing import Any
 from connector.config import PlatformSettings, VuCustomSettings
 from connector.errors import ConfigError, UnmappableError
 from connector.models import OrderChangedEvent, Platform
+from connector.observability.redaction import Redactor
 from connector.platforms.auth import Authenticator, StaticHeaders, basic_auth_header
-from connector.platforms.base import PlatformAdapter, PlatformRequest, json_request, query_value
+from connector.platforms.base import PlatformAdapter
+from connector.platforms.http import PlatformRequest, json_request, query_value
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 
 
 class VuCustomAdapter(PlatformAdapter):
@@ -23,7 +24,7 @@ class VuCustomAdapter(PlatformAdapter):
         if target.id is not None:
             query = f"id={query_value(target.id)}"
         else:
-            # `{}` addresses the order by the canonical order number (CONTRACT §4).
+            # No id in `targets.vucustom`: the order is addressed by the canonical order number.
             query = f"order_number={query_value(target.order_number or event.order.order_number)}"
         order = event.order
         ship_method = order.ship_method

@@ -6,7 +6,12 @@ import asyncio
 
 
 class Backoff:
-    """`await wait()` sleeps the current delay and doubles it up to `max_s`; `reset()` after a success."""
+    """`await wait()` sleeps the current delay and doubles it up to `max_s`; `reset()` after a success.
+
+    Every loop that retries infrastructure (Kafka, the store, a busy claim) waits through one of
+    these, each with its own first and longest wait; `advance()` serves a loop that cannot await
+    (SQLite's worker thread).
+    """
 
     __slots__ = ("_delay", "_first", "_max")
 
@@ -23,7 +28,11 @@ class Backoff:
     def reset(self) -> None:
         self._delay = self._first
 
-    async def wait(self) -> None:
+    def advance(self) -> float:
+        """The current delay, doubling the next one: for a caller that sleeps by itself."""
         delay = self._delay
         self._delay = min(delay * 2, self._max)
-        await asyncio.sleep(delay)
+        return delay
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.advance())

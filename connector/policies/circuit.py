@@ -25,7 +25,9 @@ class CircuitState(StrEnum):
 
 
 class CircuitBreaker:
-    """Holds a platform's deliveries back while it fails, without failing them (CONTRACT §3).
+    """Holds a platform's deliveries back while it fails, without failing them.
+
+    README, "Guarantees and how they are kept" (outages) and "Differences from the contract" (threshold).
 
     - CLOSED: `wait_until_allowed()` returns at once. `record_failure()` counts consecutive
       retryable failures (`record_success()` resets the count); at `failure_threshold` the
@@ -87,9 +89,16 @@ class CircuitBreaker:
     def from_settings(
         cls, settings: PlatformSettings, on_change: Callable[[CircuitState], None] | None = None
     ) -> CircuitBreaker:
+        """The one way a platform's breaker is built from its settings.
+
+        It opens after min(`CIRCUIT_FAILURE_THRESHOLD`, `MAX_ATTEMPTS`) consecutive failures: one
+        delivery's `MAX_ATTEMPTS` failures must open the circuit before they exhaust the delivery,
+        or with little traffic an outage would fail deliveries instead of holding them (README,
+        "Differences from the contract, and choices it leaves open").
+        """
         # A probe is presumed lost only once it has had a full request timeout on top of the reset.
         return cls(
-            settings.circuit_failure_threshold,
+            min(settings.circuit_failure_threshold, settings.max_attempts),
             settings.circuit_reset_s,
             on_change=on_change,
             probe_timeout_s=settings.circuit_reset_s + settings.timeout_s,

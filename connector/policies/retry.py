@@ -40,7 +40,9 @@ class RetryDecision:
 
 
 class RetryPolicy:
-    """Decides, after a retryable failure, whether and when one delivery attempts again (CONTRACT §3).
+    """Decides, after a retryable failure, whether and when one delivery attempts again.
+
+    The settings are the README's (`MAX_ATTEMPTS`, `RETRY_BUDGET_S`, `BACKOFF_BASE_S`, `BACKOFF_MAX_S`).
 
     - The delay is drawn uniformly from `[0, min(max_s, base_s * 2**(attempts_made - 1))]` (full
       jitter, so deliveries that failed together do not come back together).

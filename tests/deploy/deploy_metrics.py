@@ -1,6 +1,6 @@
 """What the connector exposes on /metrics, and the Prometheus tools the monitoring tests run.
 
-The series list comes from `connector.metrics.Metrics()` itself, so renaming a metric or a label
+The series list comes from `connector.observability.metrics.Metrics()` itself, so renaming a metric or a label
 without updating the dashboard, the alerts or their tests fails in tests/deploy.
 """
 
@@ -11,7 +11,7 @@ import shutil
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-from connector.metrics import Metrics
+from connector.observability.metrics import Metrics
 
 #: Labels Prometheus (and a ServiceMonitor) attach to every scraped series.
 TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "container", "service", "endpoint"})
@@ -24,7 +24,7 @@ INSTALL_HINT = (
 
 
 def exposed_series() -> dict[str, frozenset[str]]:
-    """Every series name `connector.metrics.Metrics` exposes, with its label names.
+    """Every series name `connector.observability.metrics.Metrics` exposes, with its label names.
 
     Names come from the registry (counters get `_total`, histograms `_bucket`, `_sum`, `_count`,
     as prometheus-client exposes them); label names from the metric objects themselves, since a

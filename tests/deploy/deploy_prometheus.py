@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from connector.broker import free_port
+from connector.devtools.broker import free_port
 
 
 @dataclass(frozen=True)

@@ -62,11 +62,13 @@ def _run(args: list[str], cwd: Path) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_promtool_accepts_the_rendered_rules(rules_dir: Path, alert_rules: list[dict[str, Any]]) -> None:
     output = _run([tool("promtool"), "check", "rules", "rules.yaml"], rules_dir)
     assert f"SUCCESS: {len(alert_rules)} rules found" in output
 
 
+@pytest.mark.slow
 def test_every_alert_fires_on_trouble_and_stays_silent_when_healthy(rules_dir: Path) -> None:
     output = _run([tool("promtool"), "test", "rules", ALERT_TESTS.name], rules_dir)
     assert "SUCCESS" in output

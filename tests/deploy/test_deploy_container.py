@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from connector.config import load_settings
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.deploy.deploy_support import CHART_DIR, ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -73,6 +73,7 @@ def _one(stage: list[tuple[str, str]], word: str) -> str:
     return found[0]
 
 
+@pytest.mark.slow
 def test_hadolint_reports_nothing_at_warning_level() -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from connector.broker import EmbeddedBroker
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.server import SimulatorSuite
 from tests.deploy.deploy_metrics import tool
 from tests.deploy.deploy_prometheus import PrometheusServer, ScrapeTarget, has_finite_value
 from tests.deploy.deploy_support import NAMESPACE, PanelQuery, dashboard_queries, load_dashboard

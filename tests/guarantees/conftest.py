@@ -1,4 +1,5 @@
-"""CONTRACT §5 end to end: `order-sync run` processes, the session broker, the simulators, real stores.
+"""The README's "Guarantees and how they are kept", end to end: `order-sync run` processes,
+the session broker, the simulators, real stores.
 
 Stores: SQLite in the test's temp dir; the machine's Redis (a database of its own, keys deleted
 after the test) and PostgreSQL (a fresh database per test, dropped after); and, for outages, a Redis
@@ -30,10 +31,10 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from connector.broker import EmbeddedBroker, free_port
+from connector.devtools.broker import EmbeddedBroker, free_port
+from connector.devtools.simulators.requestlog import LoggedRequest
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.requestlog import LoggedRequest
-from connector.simulators.server import SimulatorSuite
 from tests.support.events import make_event
 from tests.support.kafka import Record, TopicReader, Topics, wait_committed
 from tests.support.process import ConnectorProcess

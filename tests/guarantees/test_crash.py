@@ -7,8 +7,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from connector.broker import EmbeddedBroker
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.guarantees.conftest import (
     CLAIM_LEASE_S,
     LIGHT,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from connector.broker import EmbeddedBroker
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.guarantees.conftest import (
     StartConnector,
     Workload,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import orjson
 
-from connector.broker import EmbeddedBroker
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.server import SimulatorSuite
 from tests.guarantees.conftest import (
     StartConnector,
     Workload,

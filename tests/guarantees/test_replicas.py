@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from connector.broker import EmbeddedBroker
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.guarantees.conftest import (
     LIGHT,
     Sent,

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from connector.broker import EmbeddedBroker
-from connector.simulators.requestlog import LoggedRequest
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.requestlog import LoggedRequest
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.guarantees.conftest import StartConnector, connector_env
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, produce_events

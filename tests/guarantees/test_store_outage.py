@@ -9,8 +9,8 @@ import time
 
 import aiohttp
 
-from connector.broker import EmbeddedBroker
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.guarantees.conftest import (
     LIGHT,
     RedisServer,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from connector.broker import EmbeddedBroker
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.server import SimulatorSuite
 from tests.guarantees.conftest import (
     StartConnector,
     Workload,

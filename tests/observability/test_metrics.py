@@ -7,9 +7,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from connector.broker import EmbeddedBroker
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.server import SimulatorSuite
 from tests.support.events import encode, make_event
 from tests.support.kafka import TopicReader, Topics, produce
 from tests.support.process import ConnectorProcess

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from connector.broker import EmbeddedBroker, free_port
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker, free_port
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.support.events import make_event
 from tests.support.kafka import produce_events
 from tests.support.process import ConnectorProcess

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import orjson
 
-from connector.broker import EmbeddedBroker
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.support.events import encode, make_event
 from tests.support.kafka import TopicReader, Topics, produce
 from tests.support.process import ConnectorProcess

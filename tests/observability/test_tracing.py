@@ -9,10 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connector.broker import EmbeddedBroker
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.requestlog import LoggedRequest
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.requestlog import LoggedRequest
-from connector.simulators.server import SimulatorSuite
 from connector.tracecontext import TraceContext
 from tests.support.events import encode, make_event
 from tests.support.kafka import Record, TopicReader, Topics, produce_with_headers

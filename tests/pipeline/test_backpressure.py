@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from connector.metrics import Metrics
+from connector.observability.metrics import Metrics
 from connector.pipeline.backpressure import Backpressure
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connector import eventloop
-from connector.broker import EmbeddedBroker
+from connector.commands import eventloop
+from connector.devtools.broker import EmbeddedBroker
 from tests.pipeline.conftest import pipeline_env
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, produce_events

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from connector.broker import EmbeddedBroker
+from connector.devtools.broker import EmbeddedBroker
 from tests.pipeline.conftest import PLATFORMS, pipeline_env, versions_by_order
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, produce_events

@@ -12,12 +12,12 @@ import pytest
 
 from connector.codec import decode_event
 from connector.config import PlatformsSettings
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import OrderChangedEvent, Platform
+from connector.observability.redaction import Redactor
 from connector.platforms.base import PlatformAdapter
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
-from connector.simulators.server import SimulatorSuite
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 

@@ -7,12 +7,12 @@ from typing import Any
 import orjson
 import pytest
 
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.dispatcher import PlatformDispatcher
 from connector.errors import UnmappableError
-from connector.metrics import Metrics
 from connector.models import OrderChangedEvent, Outcome, Platform
+from connector.observability.metrics import Metrics
 from connector.platforms.base import PlatformAdapter, Verdict
-from connector.simulators.server import SimulatorSuite
 from connector.tracecontext import TraceContext
 
 Documents = Callable[..., dict[str, Any]]

@@ -13,10 +13,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from connector.commands.validate import exact_json
 from connector.errors import UnmappableError
 from connector.models import OrderChangedEvent, Platform
 from connector.platforms.base import PlatformAdapter, Verdict
-from connector.validate import exact_json
 from tests.platforms.conftest import GOLDEN, golden_event
 
 REQUESTS = GOLDEN / "requests"

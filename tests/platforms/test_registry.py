@@ -5,10 +5,10 @@ import pytest
 from connector.config import PlatformsSettings
 from connector.errors import ConfigError
 from connector.models import Platform
+from connector.observability.redaction import Redactor
 from connector.platforms.auth import StaticHeaders, TokenAuthenticator
 from connector.platforms.registry import ADAPTERS, build_adapter
 from connector.platforms.transport import Transport
-from connector.redaction import Redactor
 from tests.platforms.conftest import GOLDEN_SETTINGS
 
 

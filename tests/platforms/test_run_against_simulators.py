@@ -6,9 +6,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from connector.broker import EmbeddedBroker
-from connector.samples import generate
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.samples import generate
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.support.kafka import TopicReader, Topics, produce
 from tests.support.process import ConnectorProcess
 

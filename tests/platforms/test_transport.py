@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from connector.platforms.base import PlatformRequest
+from connector.platforms.http import PlatformRequest
 from connector.platforms.transport import MAX_RESPONSE_BYTES, Transport
 
 

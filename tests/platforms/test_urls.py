@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import OrderChangedEvent, Platform
 from connector.platforms.base import PlatformAdapter, Verdict
-from connector.simulators.server import SimulatorSuite
 from tests.platforms.conftest import golden_event
 
 HOSTILE = [

@@ -6,10 +6,10 @@ from typing import Any
 import orjson
 import pytest
 
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.errors import UnmappableError
 from connector.models import OrderChangedEvent, Platform
 from connector.platforms.base import PlatformAdapter, Verdict
-from connector.simulators.server import SimulatorSuite
 from tests.platforms.conftest import golden_event
 
 Documents = Callable[..., dict[str, Any]]

@@ -358,10 +358,15 @@ async def test_real_clock_probe_after_reset() -> None:
 
 
 def test_from_settings() -> None:
-    settings = PlatformSettings(circuit_failure_threshold=4, circuit_reset_s=2.5)
+    settings = PlatformSettings(circuit_failure_threshold=4, circuit_reset_s=2.5, max_attempts=8)
     breaker = CircuitBreaker.from_settings(settings)
     assert (breaker.failure_threshold, breaker.reset_s) == (4, 2.5)
     assert breaker.probe_timeout_s == 2.5 + settings.timeout_s
+
+
+def test_from_settings_opens_before_one_delivery_is_exhausted() -> None:
+    settings = PlatformSettings(circuit_failure_threshold=10, max_attempts=3)
+    assert CircuitBreaker.from_settings(settings).failure_threshold == 3
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.config import ElasticPathSettings, SellercloudSettings, VuCustomSettings
+from connector.devtools.simulators.limits import RequestsPerSecond
 from connector.policies import TokenBucket
-from connector.simulators.limits import RequestsPerSecond
 
 from .virtual_time import now, run_virtual
 

@@ -17,8 +17,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
-from connector.simulators.requestlog import LoggedRequest
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.simulators.requestlog import LoggedRequest
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.support.events import make_event
 from tests.support.kafka import Topics
 from tests.support.process import ConnectorProcess

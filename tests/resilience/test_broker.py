@@ -7,8 +7,8 @@ from pathlib import Path
 
 import aiohttp
 
-from connector.broker import EmbeddedBroker, free_port
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker, free_port
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.resilience.conftest import StartConnector, connector_env, produce_events_now
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics

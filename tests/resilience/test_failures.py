@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from connector.broker import EmbeddedBroker
-from connector.simulators.requestlog import LoggedRequest
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.requestlog import LoggedRequest
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.resilience.conftest import (
     VENTMERE_ACCOUNT,
     StartConnector,

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from connector.broker import EmbeddedBroker
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.resilience.conftest import StartConnector, connector_env, produce_raw
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, wait_committed

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import orjson
 
-from connector.broker import EmbeddedBroker
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.resilience.conftest import EventProducer, StartConnector, connector_env, four_platform_event
 from tests.support.kafka import TopicReader, Topics, wait_committed
 from tests.support.process import ConnectorProcess

@@ -8,8 +8,8 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-from connector.broker import EmbeddedBroker
-from connector.simulators.server import SimulatorSuite
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
 from tests.resilience.conftest import (
     EventProducer,
     StartConnector,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from connector.broker import EmbeddedBroker
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.limits import RequestsPerSecond, ThrottleAfterEvery
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.limits import RequestsPerSecond, ThrottleAfterEvery
-from connector.simulators.server import SimulatorSuite
 from tests.resilience.conftest import (
     StartConnector,
     connector_env,

@@ -10,8 +10,8 @@ import aiohttp
 import orjson
 import pytest
 
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.server import SimulatorSuite
 
 
 class SimulatorClient:

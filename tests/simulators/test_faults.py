@@ -7,8 +7,8 @@ import time
 import aiohttp
 import pytest
 
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.server import SimulatorSuite
 from tests.simulators.conftest import SimulatorClient
 
 VU_PATH = "/api/v1/orders?id=1"

@@ -9,9 +9,9 @@ from datetime import datetime
 import aiohttp
 import pytest
 
+from connector.devtools.simulators.limits import RequestsPerSecond, ThrottleAfterEvery, WindowQuota
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.limits import RequestsPerSecond, ThrottleAfterEvery, WindowQuota
-from connector.simulators.server import SimulatorSuite
 from tests.simulators.conftest import SimulatorClient
 
 SC_BODY = {"CurrencyCode": "USD"}

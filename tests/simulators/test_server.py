@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from connector.config import load_settings
+from connector.devtools.simulators.requestlog import RequestLog
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.requestlog import RequestLog
-from connector.simulators.server import SimulatorSuite
 from tests.simulators.conftest import SimulatorClient
 
 
@@ -61,11 +61,13 @@ async def test_request_log_is_bounded_and_waitable() -> None:
         await RequestLog().wait_for(lambda log: len(log) > 0, timeout_s=0.05)
 
 
+@pytest.mark.slow
 async def test_order_sync_simulate_serves_until_sigterm() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import sys; from connector.simulators.server import run_simulate; sys.exit(run_simulate(0, 1.0))",
+        "import sys; from connector.devtools.simulators.server import run_simulate; "
+        "sys.exit(run_simulate(0, 1.0))",
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

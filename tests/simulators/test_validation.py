@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.simulators.server import SimulatorSuite
 from tests.simulators.conftest import SimulatorClient
 
 VENTMERE_EXAMPLE: dict[str, Any] = json.loads(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from connector.broker import free_port
+from connector.devtools.broker import free_port
 
 ORDER_SYNC = str(Path(sys.executable).with_name("order-sync"))
 

@@ -1,0 +1,189 @@
+"""The store interface every backend implements, and the semantics they share.
+
+Per delivery `(event_id, platform)` the store keeps a state:
+
+    (none) --claim--> CLAIMED --record_outcome--> DONE --mark_reported--> REPORTED
+                        |  ^
+                        |  +-- claim by another owner after the lease expired (crash recovery)
+                        +-- release (work abandoned, e.g. cancelled on rebalance) --> (none)
+
+and per `(order_number, platform)` the highest version applied. `claim` answers, atomically:
+
+- REPORTED exists             -> DUPLICATE (nothing to do, no result)
+- DONE but not reported       -> UNREPORTED with the stored result bytes (publish them, no request)
+- CLAIMED by another owner whose lease has not expired -> BUSY (ask again later)
+- version <= applied version  -> STALE (the delivery is claimed; record `skipped_stale` next)
+- otherwise                   -> PROCEED (claimed by this owner: send the request)
+
+`record_outcome` stores the result and, for `applied`, raises the applied version, in one
+atomic step. Every method raises `StoreUnavailableError` when the backend does not answer.
+
+Details every backend keeps alike (the contract tests in tests/stores check them):
+
+- A lease is fresh while `now - claimed_at < lease_s`, with `lease_s` the caller's. Where the store
+  is shared (Redis, PostgreSQL), `now` is the server's clock, so replicas' clock skew does not matter.
+- Claiming again by the same owner renews its lease; a STALE answer holds the claim like PROCEED.
+- `record_outcome` takes no owner: after a lease takeover both owners may record, and the last
+  outcome wins. On a REPORTED delivery it changes nothing visible (it stays REPORTED).
+- `mark_reported` ignores keys the store does not hold, and counts as touching the record.
+- "Touched" means the last claim, outcome or report; an event record is touched when first seen.
+- All retries of a call by the same caller are safe: every method is idempotent for one owner.
+
+The batch methods (`check_events`, `claim_many`, `record_outcomes`, and `mark_reported`, which
+always took a list) answer as if their items ran one after another in list order. The defaults
+below call the single-item methods, concurrently when no two items touch the same record; a backend
+overrides them when one round trip, or one transaction, can do a whole batch (SQLite does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from connector.errors import StoreUnavailableError
+from connector.models import Outcome, Platform
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryKey:
+    event_id: str
+    platform: Platform
+    order_number: str
+    version: int
+
+
+class DeliveryState(StrEnum):
+    """Where one delivery stands in the store (the diagram above); absent means never claimed."""
+
+    CLAIMED = "claimed"
+    DONE = "done"
+    REPORTED = "reported"
+
+
+class ClaimStatus(StrEnum):
+    PROCEED = "proceed"
+    DUPLICATE = "duplicate"
+    UNREPORTED = "unreported"
+    STALE = "stale"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecords:
+    """What the store holds about one order, for operators (`order-sync history`)."""
+
+    #: The newest version applied, per platform that has one.
+    applied: dict[Platform, int]
+    #: Where each asked-for delivery stands; a delivery the store does not hold is absent.
+    deliveries: dict[tuple[str, Platform], DeliveryState]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    status: ClaimStatus
+    #: With UNREPORTED: the result event recorded earlier, as published bytes.
+    result: bytes | None = None
+    #: With STALE: the version already applied on the platform.
+    applied_version: int | None = None
+
+
+class IdempotencyStore(ABC):
+    """Backends: SQLite (embedded default), Redis, PostgreSQL; chosen by URL scheme."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and create what is missing (tables, scripts). Raise `StoreUnavailableError`."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise `StoreUnavailableError` unless the backend answers now."""
+
+    @abstractmethod
+    async def check_event(self, event_id: str, fingerprint: str) -> bool:
+        """Remember the event's content fingerprint on first sight; False when a different one is stored."""
+
+    @abstractmethod
+    async def claim(self, key: DeliveryKey, owner: str, lease_s: float) -> Claim: ...
+
+    @abstractmethod
+    async def record_outcome(self, key: DeliveryKey, outcome: Outcome, result: bytes) -> None: ...
+
+    @abstractmethod
+    async def mark_reported(self, keys: list[DeliveryKey]) -> None: ...
+
+    @abstractmethod
+    async def order_records(self, order_number: str, event_ids: Sequence[str]) -> OrderRecords:
+        """Read only: the order's applied versions and the states of the given events' deliveries."""
+
+    async def check_events(self, items: Sequence[tuple[str, str]]) -> list[bool]:
+        """`check_event` for each `(event_id, fingerprint)`."""
+        return await _each(items, lambda item: (item[0],), lambda item: self.check_event(*item))
+
+    async def claim_many(self, keys: Sequence[DeliveryKey], owner: str, lease_s: float) -> list[Claim]:
+        """`claim` for each key."""
+        return await _each(keys, _records_of, lambda key: self.claim(key, owner, lease_s))
+
+    async def record_outcomes(self, items: Sequence[tuple[DeliveryKey, Outcome, bytes]]) -> None:
+        """`record_outcome` for each `(key, outcome, result)`."""
+        await _each(items, lambda item: _records_of(item[0]), lambda item: self.record_outcome(*item))
+
+    @abstractmethod
+    async def release(self, key: DeliveryKey, owner: str) -> None:
+        """Drop this owner's claim if it has no outcome yet (work abandoned before the request finished)."""
+
+    @abstractmethod
+    async def purge(self, older_than: datetime, limit: int) -> int:
+        """Delete at most `limit` delivery and event records last touched before `older_than` (aware).
+
+        Returns how many were deleted. Applied versions are kept (they are one row per order and
+        platform and guard against stale replays). A backend that expires records by itself after its
+        retention (Redis key TTLs) deletes nothing here and returns 0.
+        """
+
+
+def _records_of(key: DeliveryKey) -> tuple[Hashable, ...]:
+    # A claim reads, and an outcome writes, the delivery's record and its order's applied version.
+    return ("delivery", key.event_id, key.platform), ("applied", key.order_number, key.platform)
+
+
+async def _each(
+    items: Sequence[T],
+    records: Callable[[T], tuple[Hashable, ...]],
+    call: Callable[[T], Awaitable[Any]],
+) -> list[Any]:
+    """Run `call` for every item: all at once when no two share a record, else one after another."""
+    touched = [record for item in items for record in records(item)]
+    if len(set(touched)) == len(touched):
+        return list(await asyncio.gather(*(call(item) for item in items)))
+    return [await call(item) for item in items]
+
+
+@contextlib.asynccontextmanager
+async def store_boundary(
+    where: str,
+    operation: str,
+    timeout_s: float,
+    errors: tuple[type[BaseException], ...],
+    redact: Callable[[str], str] = str,
+) -> AsyncIterator[None]:
+    """Bounds a backend call by the timeout and translates the driver's failures, at the one place
+    they arise, into `StoreUnavailableError` (with credentials redacted from the driver's text)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except TimeoutError as exc:
+        raise StoreUnavailableError(f"{where}: {operation} timed out after {timeout_s:g}s") from exc
+    except errors as exc:
+        message = redact(str(exc) or type(exc).__name__)
+        raise StoreUnavailableError(f"{where}: {operation} failed: {message}") from exc

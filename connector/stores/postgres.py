@@ -1,0 +1,305 @@
+"""The PostgreSQL store (`postgresql://…`, `postgres://…`), for replicas that share a database.
+
+An asyncpg pool; each operation is one transaction on one pooled connection. A claim is an
+`INSERT … ON CONFLICT DO UPDATE … WHERE <takeover allowed>`, which locks the delivery's row whether
+or not it updates it, so the answer is decided under that lock. Lease times come from the server's
+clock. Tables (prefixed `order_sync_`, in `schema` when given) are created by `open` if missing,
+under an advisory lock, so replicas starting together do not race on the DDL; when they all exist
+no DDL runs at all, so the connector's role needs no CREATE privilege after the first start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from connector.errors import StoreUnavailableError
+from connector.models import Outcome, Platform
+from connector.observability.redaction import Redactor
+from connector.stores.base import (
+    Claim,
+    ClaimStatus,
+    DeliveryKey,
+    DeliveryState,
+    IdempotencyStore,
+    OrderRecords,
+    store_boundary,
+)
+
+log = logging.getLogger(__name__)
+
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class PostgresStore(IdempotencyStore):
+    def __init__(
+        self, url: str, *, timeout_s: float = 5.0, schema: str | None = None, pool_size: int = 10
+    ) -> None:
+        parts = urlsplit(url)
+        self._url = url
+        self._where = f"postgresql at {parts.netloc.rpartition('@')[2] or 'localhost'}{parts.path}"
+        self._redactor = Redactor([parts.password] if parts.password else [])
+        self._timeout_s = timeout_s
+        self._schema = schema
+        self._pool_size = pool_size
+        self._pool: Any = None
+        qualify = f"{_quote(schema)}." if schema else ""
+        self._deliveries = f"{qualify}order_sync_deliveries"
+        self._events = f"{qualify}order_sync_events"
+        self._versions = f"{qualify}order_sync_applied_versions"
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        async with self._boundary("open"):
+            pool = await asyncpg.create_pool(
+                self._url,
+                min_size=1,
+                max_size=self._pool_size,
+                timeout=self._timeout_s,
+                command_timeout=self._timeout_s,
+                server_settings={"application_name": "order-sync"},
+            )
+            try:
+                async with pool.acquire() as conn:
+                    await self._create_tables(conn)
+            except BaseException:
+                pool.terminate()
+                raise
+            self._pool = pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await pool.close()
+        except (TimeoutError, *_ERRORS) as exc:
+            log.warning("closing the store (%s) did not finish cleanly: %s", self._where, exc)
+            pool.terminate()
+
+    async def ping(self) -> None:
+        async with self._connection("ping") as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def check_event(self, event_id: str, fingerprint: str) -> bool:
+        async with self._connection("check_event") as conn:
+            while True:
+                inserted = await conn.fetchval(
+                    f"INSERT INTO {self._events} (event_id, fingerprint, seen_at) "
+                    "VALUES ($1, $2, clock_timestamp()) ON CONFLICT (event_id) DO NOTHING RETURNING true",
+                    event_id,
+                    fingerprint,
+                )
+                if inserted:
+                    return True
+                known = await conn.fetchval(
+                    f"SELECT fingerprint FROM {self._events} WHERE event_id = $1", event_id
+                )
+                # None only when a purge removed it between the two statements: then it is new again.
+                if known is not None:
+                    return bool(known == fingerprint)
+
+    async def claim(self, key: DeliveryKey, owner: str, lease_s: float) -> Claim:
+        async with self._connection("claim") as conn, conn.transaction():
+            claimed = await conn.fetchrow(
+                f"""
+                INSERT INTO {self._deliveries} AS d (event_id, platform, state, owner, claimed_at, touched_at)
+                VALUES ($1, $2, 'claimed', $3, clock_timestamp(), clock_timestamp())
+                ON CONFLICT (event_id, platform) DO UPDATE
+                SET owner = EXCLUDED.owner, claimed_at = EXCLUDED.claimed_at, touched_at = EXCLUDED.touched_at
+                WHERE d.state = 'claimed'
+                  AND (d.owner = EXCLUDED.owner
+                       OR d.claimed_at <= clock_timestamp() - make_interval(secs => $4::float8))
+                RETURNING (SELECT version FROM {self._versions} WHERE order_number = $5 AND platform = $2)
+                """,
+                key.event_id,
+                key.platform.value,
+                owner,
+                float(lease_s),
+                key.order_number,
+            )
+            if claimed is None:
+                # The conflicting row is locked by the statement above, so this reads it as it stands.
+                held = await conn.fetchrow(
+                    f"SELECT state, result FROM {self._deliveries} WHERE event_id = $1 AND platform = $2",
+                    key.event_id,
+                    key.platform.value,
+                )
+                if held is None or held["state"] == DeliveryState.CLAIMED:
+                    return Claim(ClaimStatus.BUSY)
+                if held["state"] == DeliveryState.REPORTED:
+                    return Claim(ClaimStatus.DUPLICATE)
+                return Claim(ClaimStatus.UNREPORTED, result=held["result"])
+        applied = claimed[0]
+        if applied is not None and key.version <= applied:
+            return Claim(ClaimStatus.STALE, applied_version=int(applied))
+        return Claim(ClaimStatus.PROCEED)
+
+    async def record_outcome(self, key: DeliveryKey, outcome: Outcome, result: bytes) -> None:
+        async with self._connection("record_outcome") as conn, conn.transaction():
+            await conn.execute(
+                f"""
+                INSERT INTO {self._deliveries} AS d
+                    (event_id, platform, state, owner, claimed_at, outcome, result, touched_at)
+                VALUES ($1, $2, 'done', NULL, clock_timestamp(), $3, $4, clock_timestamp())
+                ON CONFLICT (event_id, platform) DO UPDATE
+                SET state = CASE WHEN d.state = 'reported' THEN 'reported' ELSE 'done' END,
+                    result = CASE WHEN d.state = 'reported' THEN NULL ELSE EXCLUDED.result END,
+                    outcome = EXCLUDED.outcome,
+                    touched_at = EXCLUDED.touched_at
+                """,
+                key.event_id,
+                key.platform.value,
+                outcome.value,
+                result,
+            )
+            if outcome is Outcome.APPLIED:
+                await conn.execute(
+                    f"""
+                    INSERT INTO {self._versions} AS v (order_number, platform, version) VALUES ($1, $2, $3)
+                    ON CONFLICT (order_number, platform) DO UPDATE SET version = EXCLUDED.version
+                    WHERE v.version < EXCLUDED.version
+                    """,
+                    key.order_number,
+                    key.platform.value,
+                    key.version,
+                )
+
+    async def order_records(self, order_number: str, event_ids: Sequence[str]) -> OrderRecords:
+        async with self._connection("order_records") as conn:
+            applied = await conn.fetch(
+                f"SELECT platform, version FROM {self._versions} WHERE order_number = $1", order_number
+            )
+            states = await conn.fetch(
+                f"SELECT event_id, platform, state FROM {self._deliveries} WHERE event_id = ANY($1::text[])",
+                list(event_ids),
+            )
+        return OrderRecords(
+            {Platform(r["platform"]): int(r["version"]) for r in applied},
+            {(r["event_id"], Platform(r["platform"])): DeliveryState(r["state"]) for r in states},
+        )
+
+    async def mark_reported(self, keys: list[DeliveryKey]) -> None:
+        if not keys:
+            return
+        # Sorted, so two replicas reporting overlapping batches lock rows in the same order.
+        pairs = sorted({(key.event_id, key.platform.value) for key in keys})
+        async with self._connection("mark_reported") as conn:
+            await conn.execute(
+                f"""
+                UPDATE {self._deliveries} AS d
+                SET state = 'reported', result = NULL, touched_at = clock_timestamp()
+                FROM unnest($1::text[], $2::text[]) AS k(event_id, platform)
+                WHERE d.event_id = k.event_id AND d.platform = k.platform
+                """,
+                [event_id for event_id, _ in pairs],
+                [platform for _, platform in pairs],
+            )
+
+    async def release(self, key: DeliveryKey, owner: str) -> None:
+        async with self._connection("release") as conn:
+            await conn.execute(
+                f"DELETE FROM {self._deliveries} "
+                "WHERE event_id = $1 AND platform = $2 AND state = 'claimed' AND owner = $3",
+                key.event_id,
+                key.platform.value,
+                owner,
+            )
+
+    async def purge(self, older_than: datetime, limit: int) -> int:
+        async with self._connection("purge") as conn:
+            # SKIP LOCKED: a row another replica is working on is not old, and is not waited for.
+            status = await conn.execute(
+                f"""
+                WITH doomed AS (
+                    SELECT event_id, platform FROM {self._deliveries}
+                    WHERE touched_at < $1 ORDER BY touched_at LIMIT $2 FOR UPDATE SKIP LOCKED
+                )
+                DELETE FROM {self._deliveries} AS d USING doomed
+                WHERE d.event_id = doomed.event_id AND d.platform = doomed.platform
+                """,
+                older_than,
+                limit,
+            )
+            removed = int(status.split()[-1])
+            if removed < limit:
+                status = await conn.execute(
+                    f"""
+                    WITH doomed AS (
+                        SELECT event_id FROM {self._events}
+                        WHERE seen_at < $1 ORDER BY seen_at LIMIT $2 FOR UPDATE SKIP LOCKED
+                    )
+                    DELETE FROM {self._events} AS e USING doomed WHERE e.event_id = doomed.event_id
+                    """,
+                    older_than,
+                    limit - removed,
+                )
+                removed += int(status.split()[-1])
+        return removed
+
+    async def _create_tables(self, conn: Any) -> None:
+        tables = [self._deliveries, self._events, self._versions]
+        if await conn.fetchval(
+            "SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest($1::text[]) AS name", tables
+        ):
+            return
+        schema = f"CREATE SCHEMA IF NOT EXISTS {_quote(self._schema)};" if self._schema else ""
+        async with conn.transaction():
+            # Serializes table creation between replicas starting at once (CREATE … IF NOT EXISTS can race).
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('order-sync idempotency ddl', 0))"
+            )
+            await conn.execute(
+                f"""
+                {schema}
+                CREATE TABLE IF NOT EXISTS {self._deliveries} (
+                    event_id   text        NOT NULL,
+                    platform   text        NOT NULL,
+                    state      text        NOT NULL CHECK (state IN ('claimed', 'done', 'reported')),
+                    owner      text,
+                    claimed_at timestamptz NOT NULL,
+                    outcome    text,
+                    result     bytea,
+                    touched_at timestamptz NOT NULL,
+                    PRIMARY KEY (event_id, platform)
+                );
+                CREATE INDEX IF NOT EXISTS order_sync_deliveries_touched_at
+                    ON {self._deliveries} (touched_at);
+                CREATE TABLE IF NOT EXISTS {self._events} (
+                    event_id    text        PRIMARY KEY,
+                    fingerprint text        NOT NULL,
+                    seen_at     timestamptz NOT NULL
+                );
+                CREATE INDEX IF NOT EXISTS order_sync_events_seen_at ON {self._events} (seen_at);
+                CREATE TABLE IF NOT EXISTS {self._versions} (
+                    order_number text   NOT NULL,
+                    platform     text   NOT NULL,
+                    version      bigint NOT NULL,
+                    PRIMARY KEY (order_number, platform)
+                );
+                """
+            )
+
+    def _boundary(self, operation: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return store_boundary(self._where, operation, self._timeout_s, _ERRORS, self._redactor.redact)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, operation: str) -> AsyncIterator[Any]:
+        async with self._boundary(operation):
+            if self._pool is None:
+                raise StoreUnavailableError(f"{self._where}: {operation}: the store is not open")
+            async with self._pool.acquire() as conn:
+                yield conn

@@ -1,0 +1,268 @@
+"""The Redis store (`redis://…`, `rediss://…` for TLS), for replicas that share a Redis primary.
+
+Every operation that reads and then writes is one Lua script, so it is atomic on the server; lease
+times come from the server's clock (`TIME`). Keys, under a prefix:
+
+    {prefix}:delivery:{event_id}:{platform}    hash: state, owner, claimed_at (µs), outcome, result
+    {prefix}:event:{event_id}                  string: the content fingerprint
+    {prefix}:applied:{order_number}:{platform} string: the highest applied version (decimal)
+
+The platform is always the last part and never contains ':', so keys cannot collide.
+
+Retention is Redis's own: every write sets the delivery or event key to expire `retention_s` after
+it, which is exactly "delete what was last touched longer ago than the retention". `purge` therefore
+has nothing to do and returns 0. Applied versions never expire. Configure the server with
+`maxmemory-policy noeviction`: an evicted delivery key would let a delivery be sent twice.
+
+Claim and record touch two keys (the delivery and the applied version), so Redis Cluster is not
+supported; use a single primary (with replicas or Sentinel for failover).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from connector.models import Outcome, Platform
+from connector.observability.redaction import Redactor
+from connector.stores.base import (
+    Claim,
+    ClaimStatus,
+    DeliveryKey,
+    DeliveryState,
+    IdempotencyStore,
+    OrderRecords,
+    store_boundary,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETENTION_S = 168 * 3600.0
+
+# Versions are compared as decimal strings: Lua numbers are doubles, exact only up to 2^53.
+_COMPARE = """
+local function compare(a, b)
+  local a_negative, b_negative = a:sub(1, 1) == '-', b:sub(1, 1) == '-'
+  if a_negative ~= b_negative then return a_negative and -1 or 1 end
+  local order
+  if #a ~= #b then order = #a < #b and -1 or 1
+  elseif a == b then order = 0
+  else order = a < b and -1 or 1 end
+  if a_negative then order = -order end
+  return order
+end
+"""
+
+# KEYS: delivery, applied version. ARGV: owner, lease (µs), retention (ms), version.
+_CLAIM = (
+    _COMPARE
+    + """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local record = redis.call('HMGET', KEYS[1], 'state', 'owner', 'claimed_at', 'result')
+local state = record[1]
+if state == 'reported' then return {'duplicate'} end
+if state == 'done' then return {'unreported', record[4]} end
+if state == 'claimed' and record[2] ~= ARGV[1] and now - tonumber(record[3]) < tonumber(ARGV[2]) then
+  return {'busy'}
+end
+redis.call('HSET', KEYS[1], 'state', 'claimed', 'owner', ARGV[1], 'claimed_at', now)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local applied = redis.call('GET', KEYS[2])
+if applied and compare(ARGV[4], applied) <= 0 then return {'stale', applied} end
+return {'proceed'}
+"""
+)
+
+# KEYS: delivery, applied version. ARGV: outcome, result, retention (ms), version, '1' when applied.
+_RECORD = (
+    _COMPARE
+    + """
+if redis.call('HGET', KEYS[1], 'state') == 'reported' then
+  redis.call('HSET', KEYS[1], 'outcome', ARGV[1])
+else
+  redis.call('HSET', KEYS[1], 'state', 'done', 'outcome', ARGV[1], 'result', ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[5] == '1' then
+  local applied = redis.call('GET', KEYS[2])
+  if not applied or compare(ARGV[4], applied) > 0 then redis.call('SET', KEYS[2], ARGV[4]) end
+end
+return 1
+"""
+)
+
+# KEYS: deliveries. ARGV: retention (ms).
+_MARK_REPORTED = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HSET', key, 'state', 'reported')
+    redis.call('HDEL', key, 'result')
+    redis.call('PEXPIRE', key, ARGV[1])
+  end
+end
+return 1
+"""
+
+# KEYS: delivery. ARGV: owner.
+_RELEASE = """
+local record = redis.call('HMGET', KEYS[1], 'state', 'owner')
+if record[1] == 'claimed' and record[2] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: event. ARGV: fingerprint, retention (ms).
+_CHECK_EVENT = """
+local known = redis.call('GET', KEYS[1])
+if not known then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if known == ARGV[1] then return 1 end
+return 0
+"""
+
+#: Keys per `mark_reported` script call, so one call never holds the server for long.
+_REPORT_CHUNK = 500
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisStore(IdempotencyStore):
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        retention_s: float = DEFAULT_RETENTION_S,
+        prefix: str = "order-sync",
+        pool_size: int = 16,
+    ) -> None:
+        parts = urlsplit(url)
+        self._where = f"redis at {parts.netloc.rpartition('@')[2] or 'localhost'}{parts.path}"
+        self._redactor = Redactor([parts.password] if parts.password else [])
+        self._timeout_s = timeout_s
+        self._retention_ms = max(1, int(retention_s * 1000))
+        self._prefix = prefix
+        # Waits for a free connection instead of failing when all are busy; one immediate retry on a
+        # dropped connection, since a pooled connection is found dead only when next used (server
+        # restart). Every script is safe to run twice.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=pool_size,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self._client = aioredis.Redis.from_pool(pool)
+        self._claim = self._client.register_script(_CLAIM)
+        self._record = self._client.register_script(_RECORD)
+        self._mark_reported = self._client.register_script(_MARK_REPORTED)
+        self._release = self._client.register_script(_RELEASE)
+        self._check_event = self._client.register_script(_CHECK_EVENT)
+
+    async def open(self) -> None:
+        async with self._boundary("open"):
+            await self._client.ping()
+            # Loads the scripts now, so a server that refuses Lua fails at start-up, not mid-stream.
+            for script in (self._claim, self._record, self._mark_reported, self._release, self._check_event):
+                await self._client.script_load(script.script)
+
+    async def close(self) -> None:
+        try:
+            await self._client.aclose()
+        except (RedisError, OSError) as exc:
+            message = self._redactor.redact(str(exc))
+            log.warning("closing the store (%s) failed: %s", self._where, message)
+
+    async def ping(self) -> None:
+        async with self._boundary("ping"):
+            await self._client.ping()
+
+    async def check_event(self, event_id: str, fingerprint: str) -> bool:
+        answer = await self._run(
+            "check_event", self._check_event, [self._event_key(event_id)], [fingerprint, self._retention_ms]
+        )
+        return bool(answer == 1)
+
+    async def claim(self, key: DeliveryKey, owner: str, lease_s: float) -> Claim:
+        answer = await self._run(
+            "claim",
+            self._claim,
+            [self._delivery_key(key), self._applied_key(key)],
+            [owner, int(lease_s * 1_000_000), self._retention_ms, str(key.version)],
+        )
+        status = ClaimStatus(_text(answer[0]))
+        if status is ClaimStatus.UNREPORTED:
+            return Claim(status, result=answer[1] if len(answer) > 1 else None)
+        if status is ClaimStatus.STALE:
+            return Claim(status, applied_version=int(_text(answer[1])))
+        return Claim(status)
+
+    async def record_outcome(self, key: DeliveryKey, outcome: Outcome, result: bytes) -> None:
+        await self._run(
+            "record_outcome",
+            self._record,
+            [self._delivery_key(key), self._applied_key(key)],
+            [outcome.value, result, self._retention_ms, str(key.version), int(outcome is Outcome.APPLIED)],
+        )
+
+    async def mark_reported(self, keys: list[DeliveryKey]) -> None:
+        names = [self._delivery_key(key) for key in keys]
+        for start in range(0, len(names), _REPORT_CHUNK):
+            chunk = names[start : start + _REPORT_CHUNK]
+            await self._run("mark_reported", self._mark_reported, chunk, [self._retention_ms])
+
+    async def order_records(self, order_number: str, event_ids: Sequence[str]) -> OrderRecords:
+        platforms = list(Platform)
+        deliveries = [(e, p) for e in dict.fromkeys(event_ids) for p in platforms]
+        async with self._boundary("order_records"):
+            pipe = self._client.pipeline(transaction=False)
+            for platform in platforms:
+                pipe.get(f"{self._prefix}:applied:{order_number}:{platform.value}")
+            for event_id, platform in deliveries:
+                pipe.hget(f"{self._prefix}:delivery:{event_id}:{platform.value}", "state")
+            answers = await pipe.execute()
+        versions, states = answers[: len(platforms)], answers[len(platforms) :]
+        return OrderRecords(
+            {p: int(_text(v)) for p, v in zip(platforms, versions, strict=True) if v is not None},
+            {d: DeliveryState(_text(s)) for d, s in zip(deliveries, states, strict=True) if s is not None},
+        )
+
+    async def release(self, key: DeliveryKey, owner: str) -> None:
+        await self._run("release", self._release, [self._delivery_key(key)], [owner])
+
+    async def purge(self, older_than: datetime, limit: int) -> int:
+        """Nothing to do: delivery and event keys expire `retention_s` after they were last written."""
+        return 0
+
+    def _delivery_key(self, key: DeliveryKey) -> str:
+        return f"{self._prefix}:delivery:{key.event_id}:{key.platform.value}"
+
+    def _event_key(self, event_id: str) -> str:
+        return f"{self._prefix}:event:{event_id}"
+
+    def _applied_key(self, key: DeliveryKey) -> str:
+        return f"{self._prefix}:applied:{key.order_number}:{key.platform.value}"
+
+    async def _run(self, operation: str, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        async with self._boundary(operation):
+            return await script(keys=keys, args=args)
+
+    def _boundary(self, operation: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return store_boundary(
+            self._where, operation, self._timeout_s, (RedisError, OSError), self._redactor.redact
+        )
