@@ -28,8 +28,9 @@ from connector.models import (
     Source,
     utc_now_rfc3339,
 )
-from connector.observability.metrics import Metrics
+from connector.observability.metrics import IdempotencyHit, Metrics
 from connector.platforms.http import PlatformRequest
+from connector.policies.backoff import Backoff
 from connector.storebatch import StoreBatcher
 from connector.stores import Claim, ClaimStatus, DeliveryKey
 from connector.stores.guard import StoreGuard
@@ -113,15 +114,14 @@ class DeliveryRunner:
     async def run(self, delivery: Delivery, superseded: Superseded = None) -> None:
         key = delivery.key
         claim = await self._claim(key)
-        busy_delay = 0.05
+        busy = Backoff(0.05, 1.0)
         while claim.status is ClaimStatus.BUSY:
             # Another replica holds it (e.g. mid-rebalance); it will finish or its lease will lapse.
-            await asyncio.sleep(busy_delay)
-            busy_delay = min(busy_delay * 2, 1.0)
+            await busy.wait()
             claim = await self._claim(key)
 
         if claim.status is ClaimStatus.DUPLICATE:
-            self._metrics.idempotency_hits.labels(key.platform.value, "duplicate").inc()
+            self._metrics.idempotency_hits.labels(key.platform.value, IdempotencyHit.DUPLICATE).inc()
             log.debug(
                 "already reported; skipped",
                 extra={
@@ -157,7 +157,7 @@ class DeliveryRunner:
         key = delivery.key
         started = time.monotonic()
         if status is ClaimStatus.STALE:
-            self._metrics.idempotency_hits.labels(key.platform.value, "stale").inc()
+            self._metrics.idempotency_hits.labels(key.platform.value, IdempotencyHit.STALE).inc()
             report = DeliveryReport(Outcome.SKIPPED_STALE, None, 0, None)
         else:
             report = await self._attempt(delivery, superseded)

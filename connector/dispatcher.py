@@ -17,10 +17,17 @@ from dataclasses import dataclass
 
 from connector.config import PlatformSettings
 from connector.models import ErrorCategory, Outcome, Platform, ResultError
-from connector.observability.metrics import Metrics
+from connector.observability.metrics import NO_RESPONSE_CODE, Metrics, RetryWait
 from connector.platforms.base import Attempt, PlatformAdapter, Verdict, WaitScope
 from connector.platforms.http import PlatformRequest
-from connector.policies import CircuitBreaker, CircuitState, PlatformHold, RetryPolicy, TokenBucket
+from connector.policies import (
+    CircuitBreaker,
+    CircuitState,
+    PlatformHold,
+    RetryPolicy,
+    RetryReason,
+    TokenBucket,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +64,9 @@ class PlatformDispatcher:
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._circuit_gauge = metrics.circuit_open.labels(self.platform.value)
         self._circuit_gauge.set(0)
-        self.circuit = CircuitBreaker(
-            # One delivery's MAX_ATTEMPTS consecutive failures must open the circuit before they
-            # exhaust it: with little traffic an outage would otherwise fail deliveries, not hold them.
-            failure_threshold=min(settings.circuit_failure_threshold, settings.max_attempts),
-            reset_s=settings.circuit_reset_s,
-            on_change=self._on_circuit_change,
-            # A probe is presumed lost only once it has had a full request timeout on top of the reset.
-            probe_timeout_s=settings.circuit_reset_s + settings.timeout_s,
-        )
+        self.circuit = CircuitBreaker.from_settings(settings, on_change=self._on_circuit_change)
         self._requests = {
-            code: metrics.platform_requests.labels(self.platform.value, code) for code in ("error",)
+            code: metrics.platform_requests.labels(self.platform.value, code) for code in (NO_RESPONSE_CODE,)
         }
         self._request_seconds = metrics.platform_request_seconds.labels(self.platform.value)
 
@@ -76,7 +75,7 @@ class PlatformDispatcher:
         log.warning("circuit %s", state.value, extra={"platform": self.platform.value})
 
     def _count_request(self, attempt: Attempt) -> None:
-        code = str(attempt.status_code) if attempt.status_code is not None else "error"
+        code = str(attempt.status_code) if attempt.status_code is not None else NO_RESPONSE_CODE
         counter = self._requests.get(code)
         if counter is None:
             counter = self._requests[code] = self._metrics.platform_requests.labels(self.platform.value, code)
@@ -131,7 +130,7 @@ class PlatformDispatcher:
                 hold_s = attempt.retry_after or 1.0
                 self._hold.hold_for(hold_s)
                 self._bucket.pause(hold_s)
-                self._metrics.retries.labels(self.platform.value, "throttled").inc()
+                self._metrics.retries.labels(self.platform.value, RetryWait.THROTTLED).inc()
                 log.info(
                     "platform throttled: %s",
                     attempt.message,
@@ -155,10 +154,12 @@ class PlatformDispatcher:
             if not decision.retry:
                 if self.circuit.state is not CircuitState.CLOSED:
                     # An outage is not this delivery's fault: wait for the circuit instead of failing.
-                    self._metrics.retries.labels(self.platform.value, "circuit_open").inc()
+                    self._metrics.retries.labels(self.platform.value, RetryWait.CIRCUIT_OPEN).inc()
                     continue
                 category = (
-                    ErrorCategory.RETRY_BUDGET if decision.reason != "max_attempts" else attempt.category
+                    ErrorCategory.RETRY_BUDGET
+                    if decision.reason is not RetryReason.MAX_ATTEMPTS
+                    else attempt.category
                 )
                 return DeliveryReport(
                     Outcome.EXHAUSTED,

@@ -14,9 +14,9 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from connector.config import INTAKE_PIPELINE
-from connector.errors import DlqReason
+from connector.errors import DlqReason, EventConflictError
 from connector.kafka.publisher import Publisher
-from connector.observability.metrics import Metrics
+from connector.observability.metrics import EventResult, Metrics
 from connector.pipeline.pipeline import Work
 from connector.pipeline.screening import MessageScreen
 from connector.tracecontext import TraceContext
@@ -29,8 +29,8 @@ class IntakeStage:
         self._screen = screen
         self._publisher = publisher
         self._metrics = metrics
-        self._valid = metrics.events.labels("valid")
-        self._invalid = metrics.events.labels("invalid")
+        self._valid = metrics.events.labels(EventResult.VALID)
+        self._invalid = metrics.events.labels(EventResult.INVALID)
 
     def take(self, record: ConsumerRecord) -> Work:
         if record.value is None:
@@ -75,8 +75,8 @@ class IntakeStage:
         elif verdict.result():
             settled.set_result(None)
         else:
-            message = f"event_id {event_id} was seen with different content"
-            copying = asyncio.ensure_future(self._dead_letter(record, DlqReason.CONFLICT, message))
+            conflict = EventConflictError(f"event_id {event_id} was seen with different content")
+            copying = asyncio.ensure_future(self._dead_letter(record, conflict.reason, str(conflict)))
             copying.add_done_callback(functools.partial(_settle_from, settled))
             settled.add_done_callback(lambda _: copying.cancel())
 
