@@ -14,8 +14,8 @@ import uuid
 from aiokafka.errors import KafkaError
 
 from connector.config import Settings
-from connector.deliveries import DeliveryRunner
-from connector.dispatcher import PlatformDispatcher
+from connector.delivery.dispatcher import PlatformDispatcher
+from connector.delivery.runner import DeliveryRunner
 from connector.errors import StoreUnavailableError
 from connector.kafka.publisher import Publisher
 from connector.observability.health import HealthServer

@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from connector.codec import decode_event
+from connector.delivery.dispatcher import PlatformDispatcher
 from connector.devtools.simulators.limits import ThrottleAfterEvery
 from connector.devtools.simulators.server import SimulatorSuite
-from connector.dispatcher import PlatformDispatcher
 from connector.models import Outcome, Platform
 from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor

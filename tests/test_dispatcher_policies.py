@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from connector.config import PlatformSettings
-from connector.dispatcher import PlatformDispatcher
+from connector.delivery.dispatcher import PlatformDispatcher
 from connector.models import ErrorCategory, OrderChangedEvent, Outcome, Platform
 from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from connector.errors import StoreUnavailableError
-from connector.storebatch import Coalescer
+from connector.stores.batching import Coalescer
 
 
 class FakeStore:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from connector.tracecontext import TRACESTATE_MAX_LEN, TraceContext, carried_headers
+from connector.observability.tracecontext import TRACESTATE_MAX_LEN, TraceContext, carried_headers
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -54,7 +54,7 @@ def test_no_traceparent_means_no_context_even_with_a_tracestate() -> None:
     ],
 )
 def test_an_invalid_traceparent_counts_as_absent(value: str, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="connector.tracecontext"):
+    with caplog.at_level(logging.DEBUG, logger="connector.observability.tracecontext"):
         assert TraceContext.from_headers([("traceparent", value.encode())]) is None
     assert any(r.getMessage() == "invalid traceparent ignored" for r in caplog.records)
 

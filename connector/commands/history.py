@@ -37,8 +37,8 @@ from connector.errors import InvalidEventError, KafkaReadError
 from connector.kafka.client import client_options
 from connector.kafka.partitioners import candidate_partitions, murmur2
 from connector.models import Outcome, Platform, Source
+from connector.observability.tracecontext import TraceContext
 from connector.stores import DeliveryState, OrderRecords, open_store
-from connector.tracecontext import TraceContext
 
 #: `Story.store` when the store was read; otherwise it says why not.
 STORE_READ = "read"

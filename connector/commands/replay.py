@@ -28,7 +28,7 @@ from connector.config import KafkaSettings
 from connector.errors import DlqReason, InvalidEventError
 from connector.kafka.client import client_options, kafka_errors, producer_options
 from connector.models import Outcome, Platform
-from connector.tracecontext import TraceContext
+from connector.observability.tracecontext import TraceContext
 
 
 class ReplaySource(StrEnum):

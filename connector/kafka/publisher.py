@@ -11,8 +11,8 @@ from connector.config import KafkaSettings
 from connector.errors import DlqReason
 from connector.kafka.client import producer_options
 from connector.models import OrderSyncResult, Source
+from connector.observability.tracecontext import TraceContext
 from connector.policies.backoff import Backoff
-from connector.tracecontext import TraceContext
 
 log = logging.getLogger(__name__)
 

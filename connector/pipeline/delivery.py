@@ -12,13 +12,13 @@ import time
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from connector.deliveries import Delivery, DeliveryRunner
+from connector.delivery.runner import Delivery, DeliveryRunner
 from connector.models import Platform, Source
 from connector.observability.metrics import Metrics
+from connector.observability.tracecontext import TraceContext
 from connector.pipeline.lanes import LaneTicket, OrderingLanes
 from connector.pipeline.pipeline import Work
 from connector.pipeline.screening import MessageScreen
-from connector.tracecontext import TraceContext
 
 
 class _Waiting:

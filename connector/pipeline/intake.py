@@ -17,9 +17,9 @@ from connector.config import INTAKE_PIPELINE
 from connector.errors import DlqReason, EventConflictError
 from connector.kafka.publisher import Publisher
 from connector.observability.metrics import EventResult, Metrics
+from connector.observability.tracecontext import TraceContext
 from connector.pipeline.pipeline import Work
 from connector.pipeline.screening import MessageScreen
-from connector.tracecontext import TraceContext
 
 log = logging.getLogger(__name__)
 

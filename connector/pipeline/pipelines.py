@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from connector.config import INTAKE_PIPELINE, Settings
-from connector.deliveries import DeliveryRunner
+from connector.delivery.runner import DeliveryRunner
 from connector.kafka.publisher import Publisher
 from connector.models import Platform
 from connector.observability.metrics import Metrics

@@ -33,6 +33,7 @@ from connector.config import ElasticPathSettings, PlatformSettings
 from connector.errors import ConfigError, OrderSyncError, UnmappableError
 from connector.models import Address, OrderChangedEvent, OrderStatus, Platform
 from connector.observability.redaction import Redactor
+from connector.observability.tracecontext import carried_headers
 from connector.platforms.auth import Authenticator, TokenEndpointAuthenticator
 from connector.platforms.base import Attempt, PlatformAdapter, Verdict
 from connector.platforms.http import (
@@ -43,7 +44,6 @@ from connector.platforms.http import (
     path_segment,
 )
 from connector.platforms.transport import Transport
-from connector.tracecontext import carried_headers
 
 EXTERNAL_REF_MAX = 64
 #: The final states a request can ask for: (field of `data`, value), per canonical status.

@@ -13,7 +13,7 @@ from connector.devtools.broker import EmbeddedBroker
 from connector.devtools.simulators.requestlog import LoggedRequest
 from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from connector.tracecontext import TraceContext
+from connector.observability.tracecontext import TraceContext
 from tests.support.events import encode, make_event
 from tests.support.kafka import Record, TopicReader, Topics, produce_with_headers
 from tests.support.process import ConnectorProcess

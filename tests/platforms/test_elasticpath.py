@@ -7,13 +7,13 @@ from typing import Any
 import orjson
 import pytest
 
+from connector.delivery.dispatcher import PlatformDispatcher
 from connector.devtools.simulators.server import SimulatorSuite
-from connector.dispatcher import PlatformDispatcher
 from connector.errors import UnmappableError
 from connector.models import OrderChangedEvent, Outcome, Platform
 from connector.observability.metrics import Metrics
+from connector.observability.tracecontext import TraceContext
 from connector.platforms.base import PlatformAdapter, Verdict
-from connector.tracecontext import TraceContext
 
 Documents = Callable[..., dict[str, Any]]
 ToEvent = Callable[[dict[str, Any]], OrderChangedEvent]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import orjson
 
 from connector.codec import encode_result
-from connector.dispatcher import DeliveryReport, PlatformDispatcher, Superseded
+from connector.delivery.dispatcher import DeliveryReport, PlatformDispatcher, Superseded
 from connector.errors import UnmappableError
 from connector.kafka.publisher import Publisher
 from connector.models import (
@@ -29,12 +29,12 @@ from connector.models import (
     utc_now_rfc3339,
 )
 from connector.observability.metrics import IdempotencyHit, Metrics
+from connector.observability.tracecontext import TraceContext
 from connector.platforms.http import PlatformRequest
 from connector.policies.backoff import Backoff
-from connector.storebatch import StoreBatcher
 from connector.stores import Claim, ClaimStatus, DeliveryKey
+from connector.stores.batching import StoreBatcher
 from connector.stores.guard import StoreGuard
-from connector.tracecontext import TraceContext
 
 log = logging.getLogger(__name__)
 
