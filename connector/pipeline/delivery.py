@@ -71,7 +71,7 @@ class DeliveryStage:
         self._screen.revoked(self._platform.value, [(tp.topic, tp.partition) for tp in partitions])
 
     async def _deliver(
-        self, verdict: asyncio.Task[bool], delivery: Delivery, ticket: LaneTicket, consumed_at: float
+        self, verdict: asyncio.Future[bool], delivery: Delivery, ticket: LaneTicket, consumed_at: float
     ) -> None:
         key = delivery.key
         waiting: _Waiting | None = None

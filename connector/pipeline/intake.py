@@ -64,7 +64,7 @@ class IntakeStage:
         record: ConsumerRecord,
         event_id: str,
         settled: asyncio.Future[None],
-        verdict: asyncio.Task[bool],
+        verdict: asyncio.Future[bool],
     ) -> None:
         if settled.done():
             return  # abandoned (rebalance, shutdown)

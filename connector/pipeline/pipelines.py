@@ -24,7 +24,7 @@ from connector.stores.guard import StoreGuard
 log = logging.getLogger(__name__)
 
 #: How many in-flight windows apart pipelines may be and still share what was judged of a message.
-JUDGED_WINDOWS = 32
+JUDGED_WINDOWS = 16
 
 
 def group_of(settings: Settings, pipeline: str) -> str:

@@ -18,6 +18,7 @@ store's connection pool does, so the copy consumed first is the one kept.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -33,7 +34,7 @@ from connector.pipeline.lanes import LaneTicket, OrderingLanes
 log = logging.getLogger(__name__)
 
 #: What was found of a message: why it is not a valid event, or the check of its event_id.
-Judged = InvalidEventError | asyncio.Task[bool]
+Judged = InvalidEventError | asyncio.Future[bool] | bool
 
 #: Asks the store whether an event's content is the one first seen for its id.
 ConflictCheck = Callable[[str, str], Awaitable[bool]]
@@ -48,7 +49,7 @@ class Screened:
         self,
         event: OrderChangedEvent | None,
         error: InvalidEventError | None,
-        verdict: asyncio.Task[bool] | None,
+        verdict: asyncio.Future[bool] | None,
     ) -> None:
         self.event = event
         self.error = error
@@ -62,7 +63,7 @@ class Screened:
         # shield: one pipeline that stops waiting must not cancel the check the others wait for.
         return await asyncio.shield(verdict)
 
-    def verdict(self) -> asyncio.Task[bool]:
+    def verdict(self) -> asyncio.Future[bool]:
         """The conflict check, for callers that wait with a callback rather than an await."""
         if self._verdict is None:
             raise RuntimeError("an invalid message has no content to check")
@@ -88,9 +89,7 @@ class MessageScreen:
         self._judged_capacity = judged_capacity
         self._kept: dict[tuple[str, int, int], _Kept] = {}
         #: What each recent message was found to be: why it is invalid, or its conflict check.
-        self._judged: OrderedDict[tuple[str, int, int], InvalidEventError | asyncio.Task[bool]] = (
-            OrderedDict()
-        )
+        self._judged: OrderedDict[tuple[str, int, int], Judged] = OrderedDict()
         #: Per partition, each local pipeline holding it and the next offset it will read (-1: unknown).
         self._positions: dict[tuple[str, int], dict[str, int]] = {}
         self._identities = OrderingLanes()
@@ -133,26 +132,32 @@ class MessageScreen:
         judged = self._judged.get(key)
         if isinstance(judged, InvalidEventError):
             return Screened(None, judged, None)
+        if isinstance(judged, bool):
+            answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            answered.set_result(judged)
+            return Screened(decode_accepted(raw), None, answered)
         if judged is not None:
             return Screened(decode_accepted(raw), None, judged)
         try:
             event = decode_event(raw, self._max_bytes)
         except InvalidEventError as exc:
-            screened = Screened(None, exc.with_traceback(None), None)
-            self._remember(key, screened.error)
-            return screened
-        screened = Screened(event, None, self._start_check(event))
-        self._remember(key, screened.verdict())
-        return screened
+            error = exc.with_traceback(None)
+            self._remember(key, error)
+            return Screened(None, error, None)
+        check = self._start_check(event)
+        self._remember(key, check)
+        # Once answered, only the answer is kept: a finished task weighs twenty times a bool.
+        check.add_done_callback(functools.partial(self._answered, key))
+        return Screened(event, None, check)
 
-    def _remember(
-        self, key: tuple[str, int, int], judged: InvalidEventError | asyncio.Task[bool] | None
-    ) -> None:
-        if judged is None:
-            return
+    def _remember(self, key: tuple[str, int, int], judged: Judged) -> None:
         self._judged[key] = judged
         if len(self._judged) > self._judged_capacity:
             self._judged.popitem(last=False)
+
+    def _answered(self, key: tuple[str, int, int], check: asyncio.Future[bool]) -> None:
+        if self._judged.get(key) is check and not check.cancelled() and check.exception() is None:
+            self._judged[key] = check.result()
 
     def _start_check(self, event: OrderChangedEvent) -> asyncio.Task[bool]:
         # The ticket is taken now, in consumption order; the check waits for earlier copies' checks.
