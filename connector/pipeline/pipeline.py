@@ -199,7 +199,7 @@ class Pipeline:
         gauge = self._metrics.consumer_lag
         while True:
             await asyncio.sleep(self._kafka.lag_refresh_s)
-            ends = await self._source.end_offsets(list(self._partitions))
+            ends = await self._source.end_offsets(list(self._partitions), self.backpressure.paused)
             for tp, end in ends.items():
                 tracked = self._partitions.get(tp)
                 if tracked is None:

@@ -103,18 +103,23 @@ class GroupConsumer:
             return None
         return offset
 
-    async def end_offsets(self, partitions: Collection[TopicPartition]) -> dict[TopicPartition, int]:
-        """Each partition's log end, also while paused (when no fetch response brings it).
+    async def end_offsets(
+        self, partitions: Collection[TopicPartition], paused: bool
+    ) -> dict[TopicPartition, int]:
+        """Each partition's log end. While fetching, every fetch response brings the high watermark;
+        while paused none does, and ListOffsets is asked (only then: a request of its own that the
+        broker may answer after the fetches queued on the same connection, delaying them).
 
-        The larger of the last fetch's high watermark and ListOffsets(latest): on Apache Kafka they
-        agree; some Kafka-compatible brokers answer ListOffsets with the last batch's base offset.
+        The larger of the two: on Apache Kafka they agree; some Kafka-compatible brokers answer
+        ListOffsets with the last batch's base offset.
         """
         ends: dict[TopicPartition, int] = {}
-        try:
-            listed = await self._client.end_offsets(list(partitions))
-        except KafkaError as exc:
-            log.debug("end offsets unknown: %s", exc, extra={"pipeline": self._pipeline})
-            listed = {}
+        listed: dict[TopicPartition, int] = {}
+        if paused:
+            try:
+                listed = await self._client.end_offsets(list(partitions))
+            except KafkaError as exc:
+                log.debug("end offsets unknown: %s", exc, extra={"pipeline": self._pipeline})
         for tp in partitions:
             known = [o for o in (self._client.highwater(tp), listed.get(tp)) if o is not None]
             if known:
