@@ -74,6 +74,9 @@ def producer_options(settings: KafkaSettings) -> dict[str, Any]:
 
 
 def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
+    # One partition's worth, and no more, per fetch response: every pipeline has a consumer of its
+    # own, each buffering what it fetched (aiokafka's default allows 50 MiB a response).
+    fetch_bytes = max(1_048_576, settings.max_message_bytes + 1024)
     return {
         **client_options(settings),
         "group_id": settings.group_id,
@@ -81,7 +84,8 @@ def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
         "auto_offset_reset": "earliest",
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
-        "max_partition_fetch_bytes": max(1_048_576, settings.max_message_bytes + 1024),
+        "max_partition_fetch_bytes": fetch_bytes,
+        "fetch_max_bytes": fetch_bytes,
         "fetch_max_wait_ms": settings.fetch_max_wait_ms,
         "retry_backoff_ms": 200,
     }
