@@ -23,8 +23,9 @@ from connector.stores.guard import StoreGuard
 
 log = logging.getLogger(__name__)
 
-#: How many in-flight windows apart pipelines may be and still share what was judged of a message.
-JUDGED_WINDOWS = 16
+#: How many in-flight windows apart pipelines may be and still share what was judged of a message
+#: (a byte per message and partition: 64 KiB per partition at the default limit).
+JUDGED_WINDOWS = 64
 
 
 def group_of(settings: Settings, pipeline: str) -> str:
@@ -44,12 +45,12 @@ class Pipelines:
         metrics: Metrics,
     ) -> None:
         # Decoded messages for pipelines up to half an in-flight window apart (about 12 KiB each); what
-        # was judged of each (a few hundred bytes) for pipelines much further apart.
+        # was judged of each (a byte) for pipelines much further apart.
         self.screen = MessageScreen(
             runner.check_event,
             settings.kafka.max_message_bytes,
             capacity=max(1, settings.max_inflight_events // 2),
-            judged_capacity=JUDGED_WINDOWS * settings.max_inflight_events,
+            judged_span=JUDGED_WINDOWS * settings.max_inflight_events,
         )
         self.all: list[Pipeline] = []
         if settings.runs_intake():

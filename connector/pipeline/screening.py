@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -70,6 +69,67 @@ class Screened:
         return self._verdict
 
 
+class _Judgments:
+    """What was found of one partition's messages: a byte per offset over the last `span` offsets,
+    the checks still under way, and why the invalid ones are invalid. A pipeline a whole backlog
+    behind the intake still finds its answers, for a byte each."""
+
+    __slots__ = ("_base", "_codes", "_errors", "_pending", "_span")
+
+    _UNKNOWN, _FIRST_SEEN, _CONFLICT, _INVALID = 0, 1, 2, 3
+
+    def __init__(self, span: int) -> None:
+        self._span = span
+        self._base = 0
+        self._codes = bytearray()
+        self._pending: dict[int, asyncio.Future[bool]] = {}
+        self._errors: dict[int, InvalidEventError] = {}
+
+    def get(self, offset: int) -> Judged | None:
+        pending = self._pending.get(offset)
+        if pending is not None:
+            return pending
+        index = offset - self._base
+        code = self._codes[index] if 0 <= index < len(self._codes) else self._UNKNOWN
+        if code == self._FIRST_SEEN:
+            return True
+        if code == self._CONFLICT:
+            return False
+        if code == self._INVALID:
+            return self._errors.get(offset)
+        return None
+
+    def checking(self, offset: int, check: asyncio.Future[bool]) -> None:
+        self._pending[offset] = check
+        check.add_done_callback(functools.partial(self._answered, offset))
+
+    def invalid(self, offset: int, error: InvalidEventError) -> None:
+        self._errors[offset] = error
+        self._put(offset, self._INVALID)
+
+    def _answered(self, offset: int, check: asyncio.Future[bool]) -> None:
+        if self._pending.get(offset) is check:
+            del self._pending[offset]
+        if not check.cancelled() and check.exception() is None:
+            self._put(offset, self._FIRST_SEEN if check.result() else self._CONFLICT)
+
+    def _put(self, offset: int, code: int) -> None:
+        index = offset - self._base
+        if not self._codes or not 0 <= index < self._span:
+            if self._codes and index < 0:
+                return  # older than what is kept
+            # The first offset, or one a whole span ahead: start afresh from it.
+            self._base, self._codes, index = offset, bytearray(), 0
+        if index >= len(self._codes):
+            self._codes.extend(bytes(index + 1 - len(self._codes)))
+        self._codes[index] = code
+        if len(self._codes) > self._span:
+            drop = len(self._codes) - self._span // 2
+            del self._codes[:drop]
+            self._base += drop
+            self._errors = {o: e for o, e in self._errors.items() if o >= self._base}
+
+
 @dataclass(slots=True)
 class _Kept:
     screened: Screened
@@ -80,16 +140,15 @@ class _Kept:
 class MessageScreen:
     """Decoded messages by (topic, partition, offset), kept for the pipelines still to read them."""
 
-    def __init__(
-        self, check: ConflictCheck, max_message_bytes: int, capacity: int, judged_capacity: int
-    ) -> None:
+    def __init__(self, check: ConflictCheck, max_message_bytes: int, capacity: int, judged_span: int) -> None:
         self._check = check
         self._max_bytes = max_message_bytes
         self._capacity = capacity
-        self._judged_capacity = judged_capacity
+        self._judged_span = judged_span
         self._kept: dict[tuple[str, int, int], _Kept] = {}
         #: What each recent message was found to be: why it is invalid, or its conflict check.
-        self._judged: OrderedDict[tuple[str, int, int], Judged] = OrderedDict()
+        #: Per partition, what was found of each recent message.
+        self._judgments: dict[tuple[str, int], _Judgments] = {}
         #: Per partition, each local pipeline holding it and the next offset it will read (-1: unknown).
         self._positions: dict[tuple[str, int], dict[str, int]] = {}
         self._identities = OrderingLanes()
@@ -129,7 +188,11 @@ class MessageScreen:
         return screened
 
     def _decode(self, key: tuple[str, int, int], raw: bytes) -> Screened:
-        judged = self._judged.get(key)
+        judgments = self._judgments.get(key[:2])
+        if judgments is None:
+            judgments = self._judgments[key[:2]] = _Judgments(self._judged_span)
+        offset = key[2]
+        judged = judgments.get(offset)
         if isinstance(judged, InvalidEventError):
             return Screened(None, judged, None)
         if isinstance(judged, bool):
@@ -142,22 +205,11 @@ class MessageScreen:
             event = decode_event(raw, self._max_bytes)
         except InvalidEventError as exc:
             error = exc.with_traceback(None)
-            self._remember(key, error)
+            judgments.invalid(offset, error)
             return Screened(None, error, None)
         check = self._start_check(event)
-        self._remember(key, check)
-        # Once answered, only the answer is kept: a finished task weighs twenty times a bool.
-        check.add_done_callback(functools.partial(self._answered, key))
+        judgments.checking(offset, check)
         return Screened(event, None, check)
-
-    def _remember(self, key: tuple[str, int, int], judged: Judged) -> None:
-        self._judged[key] = judged
-        if len(self._judged) > self._judged_capacity:
-            self._judged.popitem(last=False)
-
-    def _answered(self, key: tuple[str, int, int], check: asyncio.Future[bool]) -> None:
-        if self._judged.get(key) is check and not check.cancelled() and check.exception() is None:
-            self._judged[key] = check.result()
 
     def _start_check(self, event: OrderChangedEvent) -> asyncio.Task[bool]:
         # The ticket is taken now, in consumption order; the check waits for earlier copies' checks.
@@ -180,4 +232,4 @@ class MessageScreen:
             task.cancel()
         await asyncio.gather(*self._checks, return_exceptions=True)
         self._kept.clear()
-        self._judged.clear()
+        self._judgments.clear()
