@@ -26,6 +26,7 @@ from tests.support.process import ConnectorProcess
 StartConnector = Callable[[dict[str, str]], ConnectorProcess]
 
 VENTMERE_ACCOUNT = "1ac48942-405a-4841-a7d8-708f50dbe1ad"
+PLATFORM_NAMES = ("vucustom", "sellercloud", "elasticpath", "ventmere")
 
 
 def connector_env(
@@ -43,6 +44,17 @@ def connector_env(
         "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
         "ORDER_SYNC_IDEMPOTENCY__URL": f"sqlite:///{store}",
         **{f"ORDER_SYNC_{name}": value for name, value in settings.items()},
+    }
+
+
+#: Test speed only: probe a second after opening, retry within a second (MAX_ATTEMPTS stays 8).
+FAST_RECOVERY = {"CIRCUIT_RESET_S": "1", "BACKOFF_BASE_S": "0.05", "BACKOFF_MAX_S": "1"}
+
+
+def per_platform(settings: dict[str, str], platforms: Iterable[str] = PLATFORM_NAMES) -> dict[str, str]:
+    """`settings` (keys without the platform prefix) for each of `platforms`, for `connector_env`."""
+    return {
+        f"PLATFORMS__{name.upper()}__{key}": value for name in platforms for key, value in settings.items()
     }
 
 

@@ -12,24 +12,23 @@ import orjson
 
 from connector.devtools.broker import EmbeddedBroker
 from connector.devtools.simulators.server import SimulatorSuite
-from tests.resilience.conftest import EventProducer, StartConnector, connector_env, four_platform_event
+from tests.resilience.conftest import (
+    FAST_RECOVERY,
+    PLATFORM_NAMES,
+    EventProducer,
+    StartConnector,
+    connector_env,
+    four_platform_event,
+    per_platform,
+)
 from tests.support.kafka import TopicReader, Topics, wait_committed
 from tests.support.process import ConnectorProcess
 
-PLATFORMS = ("vucustom", "sellercloud", "elasticpath", "ventmere")
+PLATFORMS = PLATFORM_NAMES
 PIPELINES = ("intake", *PLATFORMS)
 #: Test speed only: a held platform probes each second and retries within a second; no rate limit
 #: (Sellercloud's own would make 600 deliveries take minutes), so only the outage holds it back.
-FAST = {
-    f"PLATFORMS__{name.upper()}__{key}": value
-    for name in PLATFORMS
-    for key, value in (
-        ("CIRCUIT_RESET_S", "1"),
-        ("BACKOFF_BASE_S", "0.05"),
-        ("BACKOFF_MAX_S", "1"),
-        ("RATE_LIMIT_RPS", "0"),
-    )
-}
+FAST = per_platform({**FAST_RECOVERY, "RATE_LIMIT_RPS": "0"})
 
 
 def _results_by_platform(reader: TopicReader, topic: str) -> Counter[str]:

@@ -11,11 +11,13 @@ from pathlib import Path
 from connector.devtools.broker import EmbeddedBroker
 from connector.devtools.simulators.server import SimulatorSuite
 from tests.resilience.conftest import (
+    FAST_RECOVERY,
     EventProducer,
     StartConnector,
     connector_env,
     four_platform_event,
     order_ref,
+    per_platform,
     produce_events_now,
 )
 from tests.support.kafka import TopicReader, Topics, wait_committed
@@ -27,8 +29,6 @@ WAVE_EVERY_S = 0.5
 WAVE_SIZE = 5
 WARM_UP = 10
 OTHERS = ("vucustom", "elasticpath", "ventmere")
-#: Test speed only: probe a second after opening, retry within a second (MAX_ATTEMPTS stays 8).
-FAST_RECOVERY = {"CIRCUIT_RESET_S": "1", "BACKOFF_BASE_S": "0.05", "BACKOFF_MAX_S": "1"}
 
 
 def _completed_at(result: dict[str, object]) -> float:
@@ -50,15 +50,7 @@ async def test_sellercloud_outage_fails_nothing_and_holds_back_no_other_platform
             bootstrap,
             tmp_path / "store.db",
             "outage",
-            **{
-                f"PLATFORMS__{name}__{key}": value
-                for name in ("VUCUSTOM", "SELLERCLOUD", "ELASTICPATH", "VENTMERE")
-                for key, value in (
-                    ("CIRCUIT_RESET_S", "1"),
-                    ("BACKOFF_BASE_S", "0.05"),
-                    ("BACKOFF_MAX_S", "1"),
-                )
-            },
+            **per_platform(FAST_RECOVERY),
         )
     )
     await connector.wait_ready()
