@@ -143,7 +143,7 @@ async def test_default_sellercloud_rate_stays_within_its_bucket(
 async def test_elasticpath_settles_near_a_development_stores_limit(
     broker: EmbeddedBroker, topics: Topics, suite: SimulatorSuite, connectors: StartConnector, tmp_path: Path
 ) -> None:
-    limit, events, settle_s = 25.0, 450, 3.0
+    limit, events, settle_s = 25.0, 450, 6.0
     suite.elasticpath.limit = RequestsPerSecond(limit)
     bootstrap = broker.bootstrap_servers
     # RATE_LIMIT_RPS stays at Elastic Path's production default, 100: the store allows a quarter.
