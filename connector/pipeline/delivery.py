@@ -18,7 +18,7 @@ from connector.observability.metrics import Metrics
 from connector.observability.tracecontext import TraceContext
 from connector.pipeline.lanes import LaneTicket, OrderingLanes
 from connector.pipeline.pipeline import Work
-from connector.pipeline.screening import MessageScreen
+from connector.pipeline.screening import MessageScreen, first_seen_content
 
 
 class _Waiting:
@@ -76,8 +76,7 @@ class DeliveryStage:
         key = delivery.key
         waiting: _Waiting | None = None
         try:
-            # shield: giving up here (rebalance) must not cancel the check other pipelines wait for.
-            if not (verdict.result() if verdict.done() else await asyncio.shield(verdict)):
+            if not await first_seen_content(verdict):
                 return  # a conflicting copy of an event_id: the intake dead-letters it
             if self._supersede:
                 # Counted only once its content is known good: a conflicting copy supersedes nothing.

@@ -56,17 +56,22 @@ class Screened:
 
     async def first_seen_content(self) -> bool:
         """True unless the event's id was first seen with other content (a conflict)."""
-        verdict = self.verdict()
-        if verdict.done():
-            return verdict.result()
-        # shield: one pipeline that stops waiting must not cancel the check the others wait for.
-        return await asyncio.shield(verdict)
+        return await first_seen_content(self.verdict())
 
     def verdict(self) -> asyncio.Future[bool]:
         """The conflict check, for callers that wait with a callback rather than an await."""
         if self._verdict is None:
             raise RuntimeError("an invalid message has no content to check")
         return self._verdict
+
+
+async def first_seen_content(verdict: asyncio.Future[bool]) -> bool:
+    """A message's conflict check answered: True unless its event_id was first seen with other
+    content. For callers that keep only the check, not the decoded message."""
+    if verdict.done():
+        return verdict.result()
+    # shield: one pipeline that stops waiting must not cancel the check the others wait for.
+    return await asyncio.shield(verdict)
 
 
 class _Judgments:
