@@ -1,4 +1,5 @@
-"""`order-sync run`: JSON logs, a tuned garbage collector, and the connector on the chosen event loop."""
+"""`order-sync run`: JSON logs, a tuned garbage collector and C allocator, and the connector on the
+chosen event loop."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import gc
 
 from connector.app import serve
 from connector.commands import eventloop
+from connector.commands.allocator import tune_allocator
 from connector.config import Settings
 from connector.observability.logs import configure_logging
 from connector.observability.redaction import Redactor, secrets_of
@@ -29,5 +31,6 @@ def tune_gc() -> None:
 
 def run_connector(settings: Settings) -> int:
     configure_logging(settings.log_level, Redactor(secrets_of(settings)))
+    tune_allocator()
     tune_gc()
     return eventloop.run(serve(settings), settings.event_loop)

@@ -219,15 +219,17 @@ class MessageScreen:
     def _start_check(self, event: OrderChangedEvent) -> asyncio.Task[bool]:
         # The ticket is taken now, in consumption order; the check waits for earlier copies' checks.
         ticket = self._identities.take(event.event_id)
-        task = asyncio.ensure_future(self._check_in_turn(ticket, event))
+        # The check holds the id and the fingerprint, not the decoded event: hundreds of checks wait
+        # for the store at once while the intake runs through a backlog.
+        task = asyncio.ensure_future(self._check_in_turn(ticket, event.event_id, fingerprint(event)))
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
         return task
 
-    async def _check_in_turn(self, ticket: LaneTicket, event: OrderChangedEvent) -> bool:
+    async def _check_in_turn(self, ticket: LaneTicket, event_id: str, content: str) -> bool:
         try:
             await ticket.wait_turn()
-            return await self._check(event.event_id, fingerprint(event))
+            return await self._check(event_id, content)
         finally:
             ticket.finish()
 
