@@ -134,7 +134,7 @@ class DeliveryRunner:
             return
         if claim.status is ClaimStatus.UNREPORTED and claim.result is not None:
             stored = OrderSyncResult.model_validate(orjson.loads(claim.result))
-            await self._publish(key, stored, claim.result, delivery.source, delivery.trace)
+            await self._publish_stored(key, stored, claim.result, delivery.source, delivery.trace)
             return
 
         # In flight from here until reported: a hard kill anywhere in between may repeat the request.
@@ -176,8 +176,18 @@ class DeliveryRunner:
             completed_at=utc_now_rfc3339(),
         )
         encoded = encode_result(result)
-        await self._guard.call(self._batch.record_outcome, key, report.outcome, encoded)
-        await self._publish(key, result, encoded, delivery.source, delivery.trace)
+        try:
+            await self._publisher.publish_result(result, encoded, delivery.source, delivery.trace)
+        except asyncio.CancelledError:
+            # Abandoned before Kafka acknowledged the result (rebalance, shutdown): keep the outcome,
+            # so whoever reads the partition next publishes it without sending the request again.
+            await asyncio.shield(self._keep_outcome(key, report.outcome, encoded))
+            raise
+        # Outcome and report in one write, now that Kafka holds the result. A hard kill before it
+        # leaves the delivery claimed: its request and result are repeated, as for any delivery in
+        # flight (README "Guarantees": at most the in-flight deliveries of each pipeline).
+        await self._guard.call(self._batch.record_outcome, key, report.outcome, encoded, reported=True)
+        self._reported(result, delivery.trace)
 
     async def _attempt(self, delivery: Delivery, superseded: Superseded) -> DeliveryReport:
         if delivery.request is None:
@@ -196,11 +206,22 @@ class DeliveryRunner:
             # The claim's lease expires on its own; releasing only saves the next owner that wait.
             log.warning("could not release claim: %s", exc, extra={"event_id": key.event_id})
 
-    async def _publish(
+    async def _keep_outcome(self, key: DeliveryKey, outcome: Outcome, encoded: bytes) -> None:
+        try:
+            await asyncio.wait_for(self._store.record_outcome(key, outcome, encoded), timeout=2)
+        except Exception as exc:
+            # Then the next owner sends the request again once the claim's lease lapses.
+            log.warning("could not keep the outcome: %s", exc, extra={"event_id": key.event_id})
+
+    async def _publish_stored(
         self, key: DeliveryKey, result: OrderSyncResult, encoded: bytes, source: Source, trace: TraceContext
     ) -> None:
+        """A result recorded earlier and never acknowledged (its process stopped in between)."""
         await self._publisher.publish_result(result, encoded, source, trace)
         await self._guard.call(self._batch.mark_reported, key)
+        self._reported(result, trace)
+
+    def _reported(self, result: OrderSyncResult, trace: TraceContext) -> None:
         counter = self._delivered.get((result.platform, result.outcome))
         if counter is None:
             counter = self._metrics.deliveries.labels(result.platform.value, result.outcome.value)

@@ -3,6 +3,7 @@
 Per delivery `(event_id, platform)` the store keeps a state:
 
     (none) --claim--> CLAIMED --record_outcome--> DONE --mark_reported--> REPORTED
+                        +--record_outcome(reported=True) (result already acknowledged)-> REPORTED
                         |  ^
                         |  +-- claim by another owner after the lease expired (crash recovery)
                         +-- release (work abandoned, e.g. cancelled on rebalance) --> (none)
@@ -117,7 +118,14 @@ class IdempotencyStore(ABC):
     async def claim(self, key: DeliveryKey, owner: str, lease_s: float) -> Claim: ...
 
     @abstractmethod
-    async def record_outcome(self, key: DeliveryKey, outcome: Outcome, result: bytes) -> None: ...
+    async def record_outcome(
+        self, key: DeliveryKey, outcome: Outcome, result: bytes, *, reported: bool = False
+    ) -> None:
+        """Store the outcome (DONE, keeping `result`) and, for `applied`, raise the applied version.
+
+        With `reported`, Kafka has already acknowledged the result: the delivery goes straight to
+        REPORTED (the result is not kept), in the same atomic step.
+        """
 
     @abstractmethod
     async def mark_reported(self, keys: list[DeliveryKey]) -> None: ...
@@ -134,9 +142,15 @@ class IdempotencyStore(ABC):
         """`claim` for each key."""
         return await _each(keys, _records_of, lambda key: self.claim(key, owner, lease_s))
 
-    async def record_outcomes(self, items: Sequence[tuple[DeliveryKey, Outcome, bytes]]) -> None:
+    async def record_outcomes(
+        self, items: Sequence[tuple[DeliveryKey, Outcome, bytes]], *, reported: bool = False
+    ) -> None:
         """`record_outcome` for each `(key, outcome, result)`."""
-        await _each(items, lambda item: _records_of(item[0]), lambda item: self.record_outcome(*item))
+        await _each(
+            items,
+            lambda item: _records_of(item[0]),
+            lambda item: self.record_outcome(*item, reported=reported),
+        )
 
     @abstractmethod
     async def release(self, key: DeliveryKey, owner: str) -> None:

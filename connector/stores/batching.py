@@ -1,11 +1,11 @@
 """Store calls of one kind, made at about the same time, coalesced into one batch call.
 
-Every delivery makes three store calls (claim, outcome, reported) and every event one more (its
-fingerprint check). Made one by one, each costs a backend operation of its own: a transaction on
-SQLite, a command on Redis, a statement on PostgreSQL. Here the calls of one kind that arrive while
-the previous batch of that kind is at the store wait for it and then go together, as one
-`claim_many`, `record_outcomes`, `mark_reported` or `check_events`: under load a batch holds tens
-of calls, and when idle a call goes alone at once (no timer, no added wait).
+Every delivery makes two store calls (its claim, and its outcome once its result is acknowledged)
+and every event one more (its fingerprint check). Made one by one, each costs a backend operation of
+its own: a transaction on SQLite, a command on Redis, a statement on PostgreSQL. Here the calls of
+one kind that arrive while the previous batch of that kind is at the store wait for it and then go
+together, as one `claim_many`, `record_outcomes`, `mark_reported` or `check_events`: under load a
+batch holds tens of calls, and when idle a call goes alone at once (no timer, no added wait).
 
 A batch that fails fails each of its callers with the error (each caller's `StoreGuard` retries on
 its own), and a caller that stops waiting leaves the others' answers alone.
@@ -93,6 +93,7 @@ class StoreBatcher:
             lambda keys: store.claim_many(keys, owner, lease_s)
         )
         self._outcomes: Coalescer[tuple[DeliveryKey, Outcome, bytes], None] = Coalescer(self._record)
+        self._settled: Coalescer[tuple[DeliveryKey, Outcome, bytes], None] = Coalescer(self._settle)
         self._reports: Coalescer[DeliveryKey, None] = Coalescer(self._mark)
 
     async def check_event(self, event_id: str, fingerprint: str) -> bool:
@@ -101,14 +102,20 @@ class StoreBatcher:
     async def claim(self, key: DeliveryKey) -> Claim:
         return await self._claims.submit(key)
 
-    async def record_outcome(self, key: DeliveryKey, outcome: Outcome, result: bytes) -> None:
-        await self._outcomes.submit((key, outcome, result))
+    async def record_outcome(
+        self, key: DeliveryKey, outcome: Outcome, result: bytes, *, reported: bool = False
+    ) -> None:
+        await (self._settled if reported else self._outcomes).submit((key, outcome, result))
 
     async def mark_reported(self, key: DeliveryKey) -> None:
         await self._reports.submit(key)
 
     async def _record(self, items: list[tuple[DeliveryKey, Outcome, bytes]]) -> list[None]:
         await self.store.record_outcomes(items)
+        return [None] * len(items)
+
+    async def _settle(self, items: list[tuple[DeliveryKey, Outcome, bytes]]) -> list[None]:
+        await self.store.record_outcomes(items, reported=True)
         return [None] * len(items)
 
     async def _mark(self, keys: list[DeliveryKey]) -> list[None]:

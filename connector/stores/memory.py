@@ -69,11 +69,15 @@ class MemoryStore(IdempotencyStore):
             return Claim(ClaimStatus.STALE, applied_version=applied)
         return Claim(ClaimStatus.PROCEED)
 
-    async def record_outcome(self, key: DeliveryKey, outcome: Outcome, result: bytes) -> None:
+    async def record_outcome(
+        self, key: DeliveryKey, outcome: Outcome, result: bytes, *, reported: bool = False
+    ) -> None:
         record = self._deliveries.setdefault(
             (key.event_id, key.platform), _Record(None, time.time(), datetime.now(UTC))
         )
-        record.outcome, record.result, record.touched_at = outcome, result, datetime.now(UTC)
+        record.outcome, record.touched_at = outcome, datetime.now(UTC)
+        record.reported = record.reported or reported
+        record.result = None if record.reported else result
         if outcome is Outcome.APPLIED:
             version_key = (key.order_number, key.platform)
             self._versions[version_key] = max(key.version, self._versions.get(version_key, key.version))

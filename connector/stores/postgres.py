@@ -148,15 +148,18 @@ class PostgresStore(IdempotencyStore):
             return Claim(ClaimStatus.STALE, applied_version=int(applied))
         return Claim(ClaimStatus.PROCEED)
 
-    async def record_outcome(self, key: DeliveryKey, outcome: Outcome, result: bytes) -> None:
+    async def record_outcome(
+        self, key: DeliveryKey, outcome: Outcome, result: bytes, *, reported: bool = False
+    ) -> None:
+        state = DeliveryState.REPORTED.value if reported else DeliveryState.DONE.value
         async with self._connection("record_outcome") as conn, conn.transaction():
             await conn.execute(
                 f"""
                 INSERT INTO {self._deliveries} AS d
                     (event_id, platform, state, owner, claimed_at, outcome, result, touched_at)
-                VALUES ($1, $2, 'done', NULL, clock_timestamp(), $3, $4, clock_timestamp())
+                VALUES ($1, $2, $5, NULL, clock_timestamp(), $3, $4, clock_timestamp())
                 ON CONFLICT (event_id, platform) DO UPDATE
-                SET state = CASE WHEN d.state = 'reported' THEN 'reported' ELSE 'done' END,
+                SET state = CASE WHEN d.state = 'reported' THEN 'reported' ELSE EXCLUDED.state END,
                     result = CASE WHEN d.state = 'reported' THEN NULL ELSE EXCLUDED.result END,
                     outcome = EXCLUDED.outcome,
                     touched_at = EXCLUDED.touched_at
@@ -164,7 +167,8 @@ class PostgresStore(IdempotencyStore):
                 key.event_id,
                 key.platform.value,
                 outcome.value,
-                result,
+                None if reported else result,
+                state,
             )
             if outcome is Outcome.APPLIED:
                 await conn.execute(

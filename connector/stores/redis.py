@@ -84,12 +84,16 @@ return {'proceed'}
 """
 )
 
-# KEYS: delivery, applied version. ARGV: outcome, result, retention (ms), version, '1' when applied.
+# KEYS: delivery, applied version.
+# ARGV: outcome, result, retention (ms), version, '1' when applied, '1' when already reported.
 _RECORD = (
     _COMPARE
     + """
 if redis.call('HGET', KEYS[1], 'state') == 'reported' then
   redis.call('HSET', KEYS[1], 'outcome', ARGV[1])
+elseif ARGV[6] == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'reported', 'outcome', ARGV[1])
+  redis.call('HDEL', KEYS[1], 'result')
 else
   redis.call('HSET', KEYS[1], 'state', 'done', 'outcome', ARGV[1], 'result', ARGV[2])
 end
@@ -212,12 +216,21 @@ class RedisStore(IdempotencyStore):
             return Claim(status, applied_version=int(_text(answer[1])))
         return Claim(status)
 
-    async def record_outcome(self, key: DeliveryKey, outcome: Outcome, result: bytes) -> None:
+    async def record_outcome(
+        self, key: DeliveryKey, outcome: Outcome, result: bytes, *, reported: bool = False
+    ) -> None:
         await self._run(
             "record_outcome",
             self._record,
             [self._delivery_key(key), self._applied_key(key)],
-            [outcome.value, result, self._retention_ms, str(key.version), int(outcome is Outcome.APPLIED)],
+            [
+                outcome.value,
+                b"" if reported else result,
+                self._retention_ms,
+                str(key.version),
+                int(outcome is Outcome.APPLIED),
+                int(reported),
+            ],
         )
 
     async def mark_reported(self, keys: list[DeliveryKey]) -> None:

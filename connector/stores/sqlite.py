@@ -205,23 +205,37 @@ class SqliteStore(IdempotencyStore):
 
         return await self._run("claim", claim)
 
-    async def record_outcome(self, key: DeliveryKey, outcome: Outcome, result: bytes) -> None:
-        await self.record_outcomes([(key, outcome, result)])
+    async def record_outcome(
+        self, key: DeliveryKey, outcome: Outcome, result: bytes, *, reported: bool = False
+    ) -> None:
+        await self.record_outcomes([(key, outcome, result)], reported=reported)
 
-    async def record_outcomes(self, items: Sequence[tuple[DeliveryKey, Outcome, bytes]]) -> None:
+    async def record_outcomes(
+        self, items: Sequence[tuple[DeliveryKey, Outcome, bytes]], *, reported: bool = False
+    ) -> None:
+        state = DeliveryState.REPORTED.value if reported else DeliveryState.DONE.value
+
         def record(db: sqlite3.Connection) -> None:
             now = time.time()
             # Each statement runs for the items in list order; the two tables do not read each other.
             db.executemany(
                 "INSERT INTO deliveries "
                 "(event_id, platform, state, owner, claimed_at, outcome, result, touched_at) "
-                "VALUES (?, ?, 'done', NULL, ?, ?, ?, ?) "
+                "VALUES (?, ?, ?, NULL, ?, ?, ?, ?) "
                 "ON CONFLICT (event_id, platform) DO UPDATE SET "
-                "state = CASE WHEN state = 'reported' THEN 'reported' ELSE 'done' END, "
+                "state = CASE WHEN state = 'reported' THEN 'reported' ELSE excluded.state END, "
                 "result = CASE WHEN state = 'reported' THEN NULL ELSE excluded.result END, "
                 "outcome = excluded.outcome, touched_at = excluded.touched_at",
                 [
-                    (key.event_id, key.platform.value, now, outcome.value, result, now)
+                    (
+                        key.event_id,
+                        key.platform.value,
+                        state,
+                        now,
+                        outcome.value,
+                        None if reported else result,
+                        now,
+                    )
                     for key, outcome, result in items
                 ],
             )

@@ -267,6 +267,42 @@ async def test_last_recorded_outcome_wins(store: IdempotencyStore, peer: Idempot
     assert await store.claim(key, "a", LONG_LEASE) == Claim(ClaimStatus.UNREPORTED, result=b"second")
 
 
+async def test_outcome_recorded_as_reported_is_a_duplicate_in_one_write(
+    store: IdempotencyStore, peer: IdempotencyStore
+) -> None:
+    key = delivery(version=2)
+    await store.claim(key, "a", LONG_LEASE)
+    await store.record_outcome(key, Outcome.APPLIED, b"result", reported=True)
+
+    assert await peer.claim(key, "b", LONG_LEASE) == Claim(ClaimStatus.DUPLICATE)
+    assert (await store.order_records(key.order_number, [key.event_id])).deliveries == {
+        (key.event_id, key.platform): DeliveryState.REPORTED
+    }
+    # The applied version rose in the same write: an older version of the order is stale.
+    older = delivery(order=key.order_number, version=1)
+    assert (await store.claim(older, "a", LONG_LEASE)).status is ClaimStatus.STALE
+
+
+async def test_outcomes_recorded_as_reported_in_a_batch(store: IdempotencyStore) -> None:
+    keys = [delivery() for _ in range(3)]
+    for key in keys:
+        await store.claim(key, "a", LONG_LEASE)
+    await store.record_outcomes([(key, Outcome.REJECTED, b"rejected") for key in keys], reported=True)
+
+    for key in keys:
+        assert await store.claim(key, "b", LONG_LEASE) == Claim(ClaimStatus.DUPLICATE)
+
+
+async def test_a_reported_outcome_over_a_done_one_leaves_it_reported(store: IdempotencyStore) -> None:
+    key = delivery()
+    await store.claim(key, "a", LONG_LEASE)
+    await store.record_outcome(key, Outcome.APPLIED, b"result")
+    await store.record_outcome(key, Outcome.APPLIED, b"result", reported=True)
+    await store.record_outcome(key, Outcome.APPLIED, b"late, not reported")
+
+    assert await store.claim(key, "b", LONG_LEASE) == Claim(ClaimStatus.DUPLICATE)
+
+
 async def test_outcome_after_report_stays_reported(store: IdempotencyStore) -> None:
     key = delivery()
     await store.claim(key, "a", LONG_LEASE)
