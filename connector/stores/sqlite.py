@@ -200,8 +200,7 @@ class SqliteStore(IdempotencyStore):
 
     async def claim_many(self, keys: Sequence[DeliveryKey], owner: str, lease_s: float) -> list[Claim]:
         def claim(db: sqlite3.Connection) -> list[Claim]:
-            now = time.time()
-            return [_claim(db, key, owner, lease_s, now) for key in keys]
+            return _claim_all(db, keys, owner, lease_s, time.time())
 
         return await self._run("claim", claim)
 
@@ -386,33 +385,59 @@ class SqliteStore(IdempotencyStore):
                     pending.future.set_exception(value)
 
 
-def _claim(db: sqlite3.Connection, key: DeliveryKey, owner: str, lease_s: float, now: float) -> Claim:
-    row = db.execute(
-        "SELECT state, owner, claimed_at, result FROM deliveries WHERE event_id = ? AND platform = ?",
-        (key.event_id, key.platform.value),
-    ).fetchone()
-    if row is not None:
-        state, holder, claimed_at, result = row
-        if state == DeliveryState.REPORTED:
-            return Claim(ClaimStatus.DUPLICATE)
-        if state == DeliveryState.DONE:
-            return Claim(ClaimStatus.UNREPORTED, result=None if result is None else bytes(result))
-        if holder != owner and now - claimed_at < lease_s:
-            return Claim(ClaimStatus.BUSY)
-    db.execute(
+def _claim_all(
+    db: sqlite3.Connection, keys: Sequence[DeliveryKey], owner: str, lease_s: float, now: float
+) -> list[Claim]:
+    """Claims for `keys`, answered as if one after another, in three statements for the whole batch:
+    what the store holds of them, their orders' applied versions, and the claims written."""
+    held = {
+        (event_id, platform): (state, holder, claimed_at, result)
+        for event_id, platform, state, holder, claimed_at, result in _select_in(
+            db,
+            "SELECT event_id, platform, state, owner, claimed_at, result FROM deliveries WHERE event_id IN",
+            [key.event_id for key in keys],
+        )
+    }
+    applied = {
+        (order_number, platform): int(version)
+        for order_number, platform, version in _select_in(
+            db,
+            "SELECT order_number, platform, version FROM applied_versions WHERE order_number IN",
+            [key.order_number for key in keys],
+        )
+    }
+    claims: list[Claim] = []
+    written: list[tuple[str, str, str, float, float]] = []
+    for key in keys:
+        record = (key.event_id, key.platform.value)
+        row = held.get(record)
+        if row is not None:
+            state, holder, claimed_at, result = row
+            if state == DeliveryState.REPORTED:
+                claims.append(Claim(ClaimStatus.DUPLICATE))
+                continue
+            if state == DeliveryState.DONE:
+                claims.append(Claim(ClaimStatus.UNREPORTED, result=None if result is None else bytes(result)))
+                continue
+            if holder != owner and now - claimed_at < lease_s:
+                claims.append(Claim(ClaimStatus.BUSY))
+                continue
+        written.append((key.event_id, key.platform.value, owner, now, now))
+        # A later claim of the same delivery in this batch finds this one, as it would one by one.
+        held[record] = (DeliveryState.CLAIMED.value, owner, now, None)
+        version = applied.get((key.order_number, key.platform.value))
+        if version is not None and key.version <= version:
+            claims.append(Claim(ClaimStatus.STALE, applied_version=version))
+        else:
+            claims.append(Claim(ClaimStatus.PROCEED))
+    db.executemany(
         "INSERT INTO deliveries (event_id, platform, state, owner, claimed_at, touched_at) "
         "VALUES (?, ?, 'claimed', ?, ?, ?) "
         "ON CONFLICT (event_id, platform) DO UPDATE SET "
         "owner = excluded.owner, claimed_at = excluded.claimed_at, touched_at = excluded.touched_at",
-        (key.event_id, key.platform.value, owner, now, now),
+        written,
     )
-    applied = db.execute(
-        "SELECT version FROM applied_versions WHERE order_number = ? AND platform = ?",
-        (key.order_number, key.platform.value),
-    ).fetchone()
-    if applied is not None and key.version <= int(applied[0]):
-        return Claim(ClaimStatus.STALE, applied_version=int(applied[0]))
-    return Claim(ClaimStatus.PROCEED)
+    return claims
 
 
 #: Host parameters in one `IN (...)` list; SQLite allows 32 766 since 3.32, 999 before.

@@ -430,9 +430,10 @@ async def test_batch_calls_answer_as_single_calls_one_after_another(
             (key, rng.choice(list(Outcome)), f"result-{round_}-{n}".encode())
             for n, key in enumerate(some_keys(8))
         ]
+        acknowledged = rng.random() < 0.5
         for item in outcomes:
-            await reference.record_outcome(*item)
-        await store.record_outcomes(outcomes)
+            await reference.record_outcome(*item, reported=acknowledged)
+        await store.record_outcomes(outcomes, reported=acknowledged)
 
         reported = some_keys(4)
         await reference.mark_reported(reported)
