@@ -57,6 +57,11 @@ ASYNCIO = "order-sync-asyncio"
 #: Not in the default run: two `order-sync run` replicas in one consumer group, sharing one SQLite
 #: file (scale-out on one machine; CPU summed, peak RSS of the larger one).
 REPLICAS = "order-sync-x2"
+#: Not in the default run: the pipelines of one deployment split over two `order-sync run`
+#: processes (`ORDER_SYNC_PIPELINES`), as the chart's `pipelines.split` does with pods: the intake,
+#: VU Custom and Elastic Path in one, Sellercloud and Ventmere in the other; one SQLite file.
+SPLIT = "order-sync-split"
+SPLIT_PIPELINES = ("intake,vucustom,elasticpath", "sellercloud,ventmere")
 #: The paced scenario's floor: bench.echo, consume and publish with the connector's client options.
 FLOOR = "kafka floor"
 SCENARIOS = ("throughput", "paced", "backlog")
@@ -118,6 +123,7 @@ class Bench:
                 f"{ENV_PREFIX}HTTP__HOST": "127.0.0.1",
                 f"{ENV_PREFIX}IDEMPOTENCY__URL": f"sqlite:///{self.workdir / f'{label}.db'}",
                 **({f"{ENV_PREFIX}EVENT_LOOP": "asyncio"} if system == ASYNCIO else {}),
+                **({f"{ENV_PREFIX}PIPELINES": SPLIT_PIPELINES[replica]} if system == SPLIT else {}),
                 **self._session_env(),
             }
         )
@@ -160,7 +166,7 @@ class Bench:
         produced = await produce_all(self.broker.bootstrap_servers, topics.input, events)
         children = [
             self._connector(sims, topics, label, system, replica)[0]
-            for replica in range(2 if system == REPLICAS else 1)
+            for replica in range(2 if system in (REPLICAS, SPLIT) else 1)
         ]
         child = children[0]
         sampler = SamplerGroup([ProcessSampler(c.pid) for c in children]).start()
@@ -436,7 +442,11 @@ class Bench:
                             self.report(row)
                             if latency == args.paced_latency:
                                 peak_20 = row.events_per_s
-                        for variant, what in ((ASYNCIO, "on asyncio's loop"), (REPLICAS, "two replicas")):
+                        for variant, what in (
+                            (ASYNCIO, "on asyncio's loop"),
+                            (REPLICAS, "two replicas"),
+                            (SPLIT, "its pipelines split over two processes"),
+                        ):
                             if variant in args.systems:
                                 self.say(f"{scenario}: order-sync {what}")
                                 row = await self.order_sync_throughput(sims, events, scenario, variant)
