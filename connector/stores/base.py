@@ -33,7 +33,9 @@ Details every backend keeps alike (the contract tests in tests/stores check them
 The batch methods (`check_events`, `claim_many`, `record_outcomes`, and `mark_reported`, which
 always took a list) answer as if their items ran one after another in list order. The defaults
 below call the single-item methods, concurrently when no two items touch the same record; a backend
-overrides them when one round trip, or one transaction, can do a whole batch (SQLite does).
+overrides them when one round trip, or one transaction, can do a whole batch: SQLite runs each
+kind as a few statements in one transaction, Redis pipelines its scripts, PostgreSQL pipelines
+one statement per item in one transaction.
 """
 
 from __future__ import annotations

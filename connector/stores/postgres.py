@@ -112,9 +112,50 @@ class PostgresStore(IdempotencyStore):
                 if known is not None:
                     return bool(known == fingerprint)
 
+    async def check_events(self, items: Sequence[tuple[str, str]]) -> list[bool]:
+        """Two statements for the batch: the first fingerprint of each new id inserted (in list
+        order, as one after another would), then what is stored for every id asked about."""
+        if not items:
+            return []
+        async with self._connection("check_event") as conn:
+            await conn.execute(
+                f"""
+                INSERT INTO {self._events} (event_id, fingerprint, seen_at)
+                SELECT event_id, fingerprint, clock_timestamp()
+                FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS i(event_id, fingerprint, n)
+                ORDER BY n
+                ON CONFLICT (event_id) DO NOTHING
+                """,
+                [event_id for event_id, _ in items],
+                [fingerprint for _, fingerprint in items],
+            )
+            rows = await conn.fetch(
+                f"SELECT event_id, fingerprint FROM {self._events} WHERE event_id = ANY($1::text[])",
+                list({event_id for event_id, _ in items}),
+            )
+        stored = {row["event_id"]: row["fingerprint"] for row in rows}
+        answers = []
+        for event_id, fingerprint in items:
+            known = stored.get(event_id)
+            # None only when a purge removed it in between: then it is new again.
+            answers.append(
+                known == fingerprint if known is not None else await self.check_event(event_id, fingerprint)
+            )
+        return answers
+
     async def claim(self, key: DeliveryKey, owner: str, lease_s: float) -> Claim:
+        return (await self.claim_many([key], owner, lease_s))[0]
+
+    async def claim_many(self, keys: Sequence[DeliveryKey], owner: str, lease_s: float) -> list[Claim]:
+        """One transaction and two round trips for the batch: every claim attempted (one statement
+        per delivery, pipelined), then what holds the refused ones. Deliveries are claimed in key
+        order, so replicas claiming overlapping batches lock rows alike; claims of different
+        deliveries do not read each other, so the answers are those of one claim after another."""
+        if not keys:
+            return []
+        ordered = sorted({(key.event_id, key.platform.value): key for key in keys}.items())
         async with self._connection("claim") as conn, conn.transaction():
-            claimed = await conn.fetchrow(
+            rows = await conn.fetchmany(
                 f"""
                 INSERT INTO {self._deliveries} AS d (event_id, platform, state, owner, claimed_at, touched_at)
                 VALUES ($1, $2, 'claimed', $3, clock_timestamp(), clock_timestamp())
@@ -123,37 +164,53 @@ class PostgresStore(IdempotencyStore):
                 WHERE d.state = 'claimed'
                   AND (d.owner = EXCLUDED.owner
                        OR d.claimed_at <= clock_timestamp() - make_interval(secs => $4::float8))
-                RETURNING (SELECT version FROM {self._versions} WHERE order_number = $5 AND platform = $2)
+                RETURNING d.event_id, d.platform,
+                    (SELECT version FROM {self._versions} v WHERE v.order_number = $5 AND v.platform = $2)
+                    AS applied
                 """,
-                key.event_id,
-                key.platform.value,
-                owner,
-                float(lease_s),
-                key.order_number,
+                [(e, p, owner, float(lease_s), key.order_number) for (e, p), key in ordered],
             )
-            if claimed is None:
-                # The conflicting row is locked by the statement above, so this reads it as it stands.
-                held = await conn.fetchrow(
-                    f"SELECT state, result FROM {self._deliveries} WHERE event_id = $1 AND platform = $2",
-                    key.event_id,
-                    key.platform.value,
-                )
-                if held is None or held["state"] == DeliveryState.CLAIMED:
-                    return Claim(ClaimStatus.BUSY)
-                if held["state"] == DeliveryState.REPORTED:
-                    return Claim(ClaimStatus.DUPLICATE)
-                return Claim(ClaimStatus.UNREPORTED, result=held["result"])
-        applied = claimed[0]
-        if applied is not None and key.version <= applied:
-            return Claim(ClaimStatus.STALE, applied_version=int(applied))
-        return Claim(ClaimStatus.PROCEED)
+            claimed = {(row["event_id"], row["platform"]): row["applied"] for row in rows}
+            refused = [record for record, _ in ordered if record not in claimed]
+            held: dict[tuple[str, str], Any] = {}
+            if refused:
+                # The refused rows are locked by the statements above, so this reads them as they stand.
+                held = {
+                    (row["event_id"], row["platform"]): row
+                    for row in await conn.fetch(
+                        f"""
+                        SELECT d.event_id, d.platform, d.state, d.result FROM {self._deliveries} AS d
+                        JOIN unnest($1::text[], $2::text[]) AS k(event_id, platform)
+                          ON d.event_id = k.event_id AND d.platform = k.platform
+                        """,
+                        [e for e, _ in refused],
+                        [p for _, p in refused],
+                    )
+                }
+        return [_claim_answer(key, claimed, held) for key in keys]
 
     async def record_outcome(
         self, key: DeliveryKey, outcome: Outcome, result: bytes, *, reported: bool = False
     ) -> None:
+        await self.record_outcomes([(key, outcome, result)], reported=reported)
+
+    async def record_outcomes(
+        self, items: Sequence[tuple[DeliveryKey, Outcome, bytes]], *, reported: bool = False
+    ) -> None:
+        """One transaction for the batch; each statement runs over the items in list order (the
+        applied versions sorted, as only the highest counts, so that replicas lock rows alike)."""
+        if not items:
+            return
         state = DeliveryState.REPORTED.value if reported else DeliveryState.DONE.value
+        versions = sorted(
+            {
+                (key.order_number, key.platform.value, key.version)
+                for key, outcome, _ in items
+                if outcome is Outcome.APPLIED
+            }
+        )
         async with self._connection("record_outcome") as conn, conn.transaction():
-            await conn.execute(
+            await conn.executemany(
                 f"""
                 INSERT INTO {self._deliveries} AS d
                     (event_id, platform, state, owner, claimed_at, outcome, result, touched_at)
@@ -164,22 +221,19 @@ class PostgresStore(IdempotencyStore):
                     outcome = EXCLUDED.outcome,
                     touched_at = EXCLUDED.touched_at
                 """,
-                key.event_id,
-                key.platform.value,
-                outcome.value,
-                None if reported else result,
-                state,
+                [
+                    (key.event_id, key.platform.value, outcome.value, None if reported else result, state)
+                    for key, outcome, result in items
+                ],
             )
-            if outcome is Outcome.APPLIED:
-                await conn.execute(
+            if versions:
+                await conn.executemany(
                     f"""
                     INSERT INTO {self._versions} AS v (order_number, platform, version) VALUES ($1, $2, $3)
                     ON CONFLICT (order_number, platform) DO UPDATE SET version = EXCLUDED.version
                     WHERE v.version < EXCLUDED.version
                     """,
-                    key.order_number,
-                    key.platform.value,
-                    key.version,
+                    versions,
                 )
 
     async def order_records(self, order_number: str, event_ids: Sequence[str]) -> OrderRecords:
@@ -307,3 +361,20 @@ class PostgresStore(IdempotencyStore):
                 raise StoreUnavailableError(f"{self._where}: {operation}: the store is not open")
             async with self._pool.acquire() as conn:
                 yield conn
+
+
+def _claim_answer(
+    key: DeliveryKey, claimed: dict[tuple[str, str], Any], held: dict[tuple[str, str], Any]
+) -> Claim:
+    record = (key.event_id, key.platform.value)
+    if record in claimed:
+        applied = claimed[record]
+        if applied is not None and key.version <= applied:
+            return Claim(ClaimStatus.STALE, applied_version=int(applied))
+        return Claim(ClaimStatus.PROCEED)
+    row = held.get(record)
+    if row is None or row["state"] == DeliveryState.CLAIMED:
+        return Claim(ClaimStatus.BUSY)
+    if row["state"] == DeliveryState.REPORTED:
+        return Claim(ClaimStatus.DUPLICATE)
+    return Claim(ClaimStatus.UNREPORTED, result=row["result"])

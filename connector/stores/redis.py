@@ -144,6 +144,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _claim_from(answer: Any) -> Claim:
+    status = ClaimStatus(_text(answer[0]))
+    if status is ClaimStatus.UNREPORTED:
+        return Claim(status, result=answer[1] if len(answer) > 1 else None)
+    if status is ClaimStatus.STALE:
+        return Claim(status, applied_version=int(_text(answer[1])))
+    return Claim(status)
+
+
 class RedisStore(IdempotencyStore):
     def __init__(
         self,
@@ -197,39 +206,57 @@ class RedisStore(IdempotencyStore):
             await self._client.ping()
 
     async def check_event(self, event_id: str, fingerprint: str) -> bool:
-        answer = await self._run(
-            "check_event", self._check_event, [self._event_key(event_id)], [fingerprint, self._retention_ms]
+        return (await self.check_events([(event_id, fingerprint)]))[0]
+
+    async def check_events(self, items: Sequence[tuple[str, str]]) -> list[bool]:
+        answers = await self._run_many(
+            "check_event",
+            self._check_event,
+            [([self._event_key(e)], [fingerprint, self._retention_ms]) for e, fingerprint in items],
         )
-        return bool(answer == 1)
+        return [answer == 1 for answer in answers]
 
     async def claim(self, key: DeliveryKey, owner: str, lease_s: float) -> Claim:
-        answer = await self._run(
+        return (await self.claim_many([key], owner, lease_s))[0]
+
+    async def claim_many(self, keys: Sequence[DeliveryKey], owner: str, lease_s: float) -> list[Claim]:
+        answers = await self._run_many(
             "claim",
             self._claim,
-            [self._delivery_key(key), self._applied_key(key)],
-            [owner, int(lease_s * 1_000_000), self._retention_ms, str(key.version)],
+            [
+                (
+                    [self._delivery_key(key), self._applied_key(key)],
+                    [owner, int(lease_s * 1_000_000), self._retention_ms, str(key.version)],
+                )
+                for key in keys
+            ],
         )
-        status = ClaimStatus(_text(answer[0]))
-        if status is ClaimStatus.UNREPORTED:
-            return Claim(status, result=answer[1] if len(answer) > 1 else None)
-        if status is ClaimStatus.STALE:
-            return Claim(status, applied_version=int(_text(answer[1])))
-        return Claim(status)
+        return [_claim_from(answer) for answer in answers]
 
     async def record_outcome(
         self, key: DeliveryKey, outcome: Outcome, result: bytes, *, reported: bool = False
     ) -> None:
-        await self._run(
+        await self.record_outcomes([(key, outcome, result)], reported=reported)
+
+    async def record_outcomes(
+        self, items: Sequence[tuple[DeliveryKey, Outcome, bytes]], *, reported: bool = False
+    ) -> None:
+        await self._run_many(
             "record_outcome",
             self._record,
-            [self._delivery_key(key), self._applied_key(key)],
             [
-                outcome.value,
-                b"" if reported else result,
-                self._retention_ms,
-                str(key.version),
-                int(outcome is Outcome.APPLIED),
-                int(reported),
+                (
+                    [self._delivery_key(key), self._applied_key(key)],
+                    [
+                        outcome.value,
+                        b"" if reported else result,
+                        self._retention_ms,
+                        str(key.version),
+                        int(outcome is Outcome.APPLIED),
+                        int(reported),
+                    ],
+                )
+                for key, outcome, result in items
             ],
         )
 
@@ -274,6 +301,19 @@ class RedisStore(IdempotencyStore):
     async def _run(self, operation: str, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         async with self._boundary(operation):
             return await script(keys=keys, args=args)
+
+    async def _run_many(
+        self, operation: str, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """`script` once per call, in one round trip: a pipeline (no MULTI) runs them in list order,
+        as if one after another; each script is atomic on its own, as alone."""
+        if not calls:
+            return []
+        async with self._boundary(operation):
+            pipe = self._client.pipeline(transaction=False)
+            for keys, args in calls:
+                await script(keys=keys, args=args, client=pipe)
+            return list(await pipe.execute())
 
     def _boundary(self, operation: str) -> contextlib.AbstractAsyncContextManager[None]:
         return store_boundary(
