@@ -181,12 +181,17 @@ class DeliveryRunner:
         except asyncio.CancelledError:
             # Abandoned before Kafka acknowledged the result (rebalance, shutdown): keep the outcome,
             # so whoever reads the partition next publishes it without sending the request again.
-            await asyncio.shield(self._keep_outcome(key, report.outcome, encoded))
+            await asyncio.shield(self._keep_outcome(key, report.outcome, encoded, reported=False))
             raise
         # Outcome and report in one write, now that Kafka holds the result. A hard kill before it
         # leaves the delivery claimed: its request and result are repeated, as for any delivery in
         # flight (README "Guarantees": at most the in-flight deliveries of each pipeline).
-        await self._guard.call(self._batch.record_outcome, key, report.outcome, encoded, reported=True)
+        try:
+            await self._guard.call(self._batch.record_outcome, key, report.outcome, encoded, reported=True)
+        except asyncio.CancelledError:
+            # Abandoned while the write waited (rebalance, shutdown): the result is out, say so once.
+            await asyncio.shield(self._keep_outcome(key, report.outcome, encoded, reported=True))
+            raise
         self._reported(result, delivery.trace)
 
     async def _attempt(self, delivery: Delivery, superseded: Superseded) -> DeliveryReport:
@@ -206,9 +211,11 @@ class DeliveryRunner:
             # The claim's lease expires on its own; releasing only saves the next owner that wait.
             log.warning("could not release claim: %s", exc, extra={"event_id": key.event_id})
 
-    async def _keep_outcome(self, key: DeliveryKey, outcome: Outcome, encoded: bytes) -> None:
+    async def _keep_outcome(self, key: DeliveryKey, outcome: Outcome, encoded: bytes, reported: bool) -> None:
         try:
-            await asyncio.wait_for(self._store.record_outcome(key, outcome, encoded), timeout=2)
+            await asyncio.wait_for(
+                self._store.record_outcome(key, outcome, encoded, reported=reported), timeout=2
+            )
         except Exception as exc:
             # Then the next owner sends the request again once the claim's lease lapses.
             log.warning("could not keep the outcome: %s", exc, extra={"event_id": key.event_id})

@@ -90,3 +90,32 @@ async def test_abandoned_before_kafka_acknowledged_keeps_the_outcome_for_the_nex
     assert claim.result == publisher.published[0]
     assert orjson.loads(claim.result)["outcome"] == "applied"
     assert dispatcher.sent == 1
+
+
+class SlowToReport(MemoryStore):
+    """The first write of a reported outcome never returns (the store is slow or gone)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reporting = asyncio.Event()
+        self._held = False
+
+    async def record_outcomes(self, items: Any, *, reported: bool = False) -> None:
+        if reported and not self._held:
+            self._held = True
+            self.reporting.set()
+            await asyncio.Event().wait()
+        await super().record_outcomes(items, reported=reported)
+
+
+async def test_abandoned_while_reporting_records_the_report_once_more() -> None:
+    store, publisher, dispatcher = SlowToReport(), HeldPublisher(hold=False), AppliedAtOnce()
+    delivery = a_delivery()
+    running = asyncio.ensure_future(a_runner(store, publisher, dispatcher).run(delivery))
+    await asyncio.wait_for(store.reporting.wait(), 5)
+
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+    assert len(publisher.published) == 1
+    assert (await store.claim(delivery.key, "b", 30)).status is ClaimStatus.DUPLICATE
