@@ -179,8 +179,9 @@ class DeliveryRunner:
         try:
             await self._publisher.publish_result(result, encoded, delivery.source, delivery.trace)
         except asyncio.CancelledError:
-            # Abandoned before Kafka acknowledged the result (rebalance, shutdown): keep the outcome,
-            # so whoever reads the partition next publishes it without sending the request again.
+            # Abandoned before the acknowledgement (rebalance, shutdown; the record may still reach
+            # Kafka): keep the outcome, so whoever reads the partition next publishes it, without
+            # sending the request again.
             await asyncio.shield(self._keep_outcome(key, report.outcome, encoded, reported=False))
             raise
         # Outcome and report in one write, now that Kafka holds the result. A hard kill before it
@@ -191,6 +192,7 @@ class DeliveryRunner:
         except asyncio.CancelledError:
             # Abandoned while the write waited (rebalance, shutdown): the result is out, say so once.
             await asyncio.shield(self._keep_outcome(key, report.outcome, encoded, reported=True))
+            self._reported(result, delivery.trace)
             raise
         self._reported(result, delivery.trace)
 

@@ -217,11 +217,12 @@ class MessageScreen:
         return Screened(event, None, check)
 
     def _start_check(self, event: OrderChangedEvent) -> asyncio.Task[bool]:
-        # The ticket is taken now, in consumption order; the check waits for earlier copies' checks.
-        ticket = self._identities.take(event.event_id)
         # The check holds the id and the fingerprint, not the decoded event: hundreds of checks wait
         # for the store at once while the intake runs through a backlog.
-        task = asyncio.ensure_future(self._check_in_turn(ticket, event.event_id, fingerprint(event)))
+        content = fingerprint(event)
+        # The ticket is taken now, in consumption order; the check waits for earlier copies' checks.
+        ticket = self._identities.take(event.event_id)
+        task = asyncio.ensure_future(self._check_in_turn(ticket, event.event_id, content))
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
         return task

@@ -113,8 +113,9 @@ class PostgresStore(IdempotencyStore):
                     return bool(known == fingerprint)
 
     async def check_events(self, items: Sequence[tuple[str, str]]) -> list[bool]:
-        """Two statements for the batch: the first fingerprint of each new id inserted (in list
-        order, as one after another would), then what is stored for every id asked about."""
+        """Two statements for the batch: the first fingerprint of each new id inserted (the first in
+        list order, as one after another would; rows in id order, so replicas lock them alike), then
+        what is stored for every id asked about."""
         if not items:
             return []
         async with self._connection("check_event") as conn:
@@ -123,7 +124,7 @@ class PostgresStore(IdempotencyStore):
                 INSERT INTO {self._events} (event_id, fingerprint, seen_at)
                 SELECT event_id, fingerprint, clock_timestamp()
                 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS i(event_id, fingerprint, n)
-                ORDER BY n
+                ORDER BY event_id, n
                 ON CONFLICT (event_id) DO NOTHING
                 """,
                 [event_id for event_id, _ in items],
@@ -202,6 +203,9 @@ class PostgresStore(IdempotencyStore):
         if not items:
             return
         state = DeliveryState.REPORTED.value if reported else DeliveryState.DONE.value
+        # Rows locked in key order, as claims lock them, so that replicas never wait on each other in
+        # a circle (a stable sort: outcomes of one delivery keep their list order, the last wins).
+        items = sorted(items, key=lambda item: (item[0].event_id, item[0].platform.value))
         versions = sorted(
             {
                 (key.order_number, key.platform.value, key.version)

@@ -551,6 +551,8 @@ async def test_purge_deletes_old_records_in_batches_of_at_most_limit(
     await store.mark_reported([reported])
     await applied(store, an_order(), 2)
     await store.check_event(f"evt-{uuid.uuid4()}", "fp")  # five old records
+    # The memory store stamps in microseconds: the boundary must come strictly after the last stamp.
+    await past(datetime.now(UTC))
     boundary = datetime.now(UTC)
     await past(boundary)
     await store.check_event(f"evt-{uuid.uuid4()}", "fp")
@@ -575,6 +577,7 @@ async def test_retention_forgets_old_records_and_keeps_recent_ones_and_applied_v
     await store.check_event("evt-old", "fp-old")
     if backend.expires_by_ttl:
         await asyncio.sleep(retention_s + 0.05)
+    await past(datetime.now(UTC))  # strictly after the last stamp (the memory store's are microseconds)
     boundary = datetime.now(UTC)
     await past(boundary)
     recent = delivery(order, 5)
