@@ -257,9 +257,21 @@ class PostgresStore(IdempotencyStore):
     async def mark_reported(self, keys: list[DeliveryKey]) -> None:
         if not keys:
             return
-        # Sorted, so two replicas reporting overlapping batches lock rows in the same order.
         pairs = sorted({(key.event_id, key.platform.value) for key in keys})
-        async with self._connection("mark_reported") as conn:
+        async with self._connection("mark_reported") as conn, conn.transaction():
+            # Rows locked first, in key order, as claims and outcomes lock them: an UPDATE ... FROM
+            # locks in whatever order its plan visits them, and could wait in a circle with a replica.
+            await conn.execute(
+                f"""
+                SELECT 1 FROM {self._deliveries} AS d
+                JOIN unnest($1::text[], $2::text[]) AS k(event_id, platform)
+                  ON d.event_id = k.event_id AND d.platform = k.platform
+                ORDER BY d.event_id, d.platform
+                FOR UPDATE OF d
+                """,
+                [event_id for event_id, _ in pairs],
+                [platform for _, platform in pairs],
+            )
             await conn.execute(
                 f"""
                 UPDATE {self._deliveries} AS d
