@@ -33,9 +33,10 @@ Details every backend keeps alike (the contract tests in tests/stores check them
 The batch methods (`check_events`, `claim_many`, `record_outcomes`, and `mark_reported`, which
 always took a list) answer as if their items ran one after another in list order. The defaults
 below call the single-item methods, concurrently when no two items touch the same record; a backend
-overrides them when one round trip, or one transaction, can do a whole batch: SQLite runs each
-kind as a few statements in one transaction, Redis pipelines its scripts, PostgreSQL pipelines
-one statement per item in one transaction.
+overrides them when one round trip, or one transaction, can do a whole batch, and then derives from
+`BatchedStore`, whose single calls are batches of one: SQLite runs each kind as a few statements in
+one transaction, Redis pipelines its scripts, PostgreSQL pipelines one statement per item in one
+transaction.
 """
 
 from __future__ import annotations
@@ -166,6 +167,32 @@ class IdempotencyStore(ABC):
         platform and guard against stale replays). A backend that expires records by itself after its
         retention (Redis key TTLs) deletes nothing here and returns 0.
         """
+
+
+class BatchedStore(IdempotencyStore):
+    """A backend whose batch methods are its own primitives: a single call is a batch of one."""
+
+    async def check_event(self, event_id: str, fingerprint: str) -> bool:
+        return (await self.check_events([(event_id, fingerprint)]))[0]
+
+    async def claim(self, key: DeliveryKey, owner: str, lease_s: float) -> Claim:
+        return (await self.claim_many([key], owner, lease_s))[0]
+
+    async def record_outcome(
+        self, key: DeliveryKey, outcome: Outcome, result: bytes, *, reported: bool = False
+    ) -> None:
+        await self.record_outcomes([(key, outcome, result)], reported=reported)
+
+    @abstractmethod
+    async def check_events(self, items: Sequence[tuple[str, str]]) -> list[bool]: ...
+
+    @abstractmethod
+    async def claim_many(self, keys: Sequence[DeliveryKey], owner: str, lease_s: float) -> list[Claim]: ...
+
+    @abstractmethod
+    async def record_outcomes(
+        self, items: Sequence[tuple[DeliveryKey, Outcome, bytes]], *, reported: bool = False
+    ) -> None: ...
 
 
 def _records_of(key: DeliveryKey) -> tuple[Hashable, ...]:

@@ -24,11 +24,11 @@ from connector.errors import StoreUnavailableError
 from connector.models import Outcome, Platform
 from connector.observability.redaction import Redactor
 from connector.stores.base import (
+    BatchedStore,
     Claim,
     ClaimStatus,
     DeliveryKey,
     DeliveryState,
-    IdempotencyStore,
     OrderRecords,
     store_boundary,
 )
@@ -42,7 +42,7 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-class PostgresStore(IdempotencyStore):
+class PostgresStore(BatchedStore):
     def __init__(
         self, url: str, *, timeout_s: float = 5.0, schema: str | None = None, pool_size: int = 10
     ) -> None:
@@ -144,9 +144,6 @@ class PostgresStore(IdempotencyStore):
             )
         return answers
 
-    async def claim(self, key: DeliveryKey, owner: str, lease_s: float) -> Claim:
-        return (await self.claim_many([key], owner, lease_s))[0]
-
     async def claim_many(self, keys: Sequence[DeliveryKey], owner: str, lease_s: float) -> list[Claim]:
         """One transaction and two round trips for the batch: every claim attempted (one statement
         per delivery, pipelined), then what holds the refused ones. Deliveries are claimed in key
@@ -189,11 +186,6 @@ class PostgresStore(IdempotencyStore):
                     )
                 }
         return [_claim_answer(key, claimed, held) for key in keys]
-
-    async def record_outcome(
-        self, key: DeliveryKey, outcome: Outcome, result: bytes, *, reported: bool = False
-    ) -> None:
-        await self.record_outcomes([(key, outcome, result)], reported=reported)
 
     async def record_outcomes(
         self, items: Sequence[tuple[DeliveryKey, Outcome, bytes]], *, reported: bool = False

@@ -36,11 +36,11 @@ from redis.exceptions import RedisError
 from connector.models import Outcome, Platform
 from connector.observability.redaction import Redactor
 from connector.stores.base import (
+    BatchedStore,
     Claim,
     ClaimStatus,
     DeliveryKey,
     DeliveryState,
-    IdempotencyStore,
     OrderRecords,
     store_boundary,
 )
@@ -153,7 +153,7 @@ def _claim_from(answer: Any) -> Claim:
     return Claim(status)
 
 
-class RedisStore(IdempotencyStore):
+class RedisStore(BatchedStore):
     def __init__(
         self,
         url: str,
@@ -205,9 +205,6 @@ class RedisStore(IdempotencyStore):
         async with self._boundary("ping"):
             await self._client.ping()
 
-    async def check_event(self, event_id: str, fingerprint: str) -> bool:
-        return (await self.check_events([(event_id, fingerprint)]))[0]
-
     async def check_events(self, items: Sequence[tuple[str, str]]) -> list[bool]:
         answers = await self._run_many(
             "check_event",
@@ -215,9 +212,6 @@ class RedisStore(IdempotencyStore):
             [([self._event_key(e)], [fingerprint, self._retention_ms]) for e, fingerprint in items],
         )
         return [answer == 1 for answer in answers]
-
-    async def claim(self, key: DeliveryKey, owner: str, lease_s: float) -> Claim:
-        return (await self.claim_many([key], owner, lease_s))[0]
 
     async def claim_many(self, keys: Sequence[DeliveryKey], owner: str, lease_s: float) -> list[Claim]:
         answers = await self._run_many(
@@ -232,11 +226,6 @@ class RedisStore(IdempotencyStore):
             ],
         )
         return [_claim_from(answer) for answer in answers]
-
-    async def record_outcome(
-        self, key: DeliveryKey, outcome: Outcome, result: bytes, *, reported: bool = False
-    ) -> None:
-        await self.record_outcomes([(key, outcome, result)], reported=reported)
 
     async def record_outcomes(
         self, items: Sequence[tuple[DeliveryKey, Outcome, bytes]], *, reported: bool = False

@@ -37,11 +37,11 @@ from connector.errors import StoreUnavailableError
 from connector.models import Outcome, Platform
 from connector.policies.backoff import Backoff
 from connector.stores.base import (
+    BatchedStore,
     Claim,
     ClaimStatus,
     DeliveryKey,
     DeliveryState,
-    IdempotencyStore,
     OrderRecords,
     store_boundary,
 )
@@ -114,7 +114,7 @@ class _Pending:
         self.abandoned = False
 
 
-class SqliteStore(IdempotencyStore):
+class SqliteStore(BatchedStore):
     def __init__(self, path: str | Path, *, timeout_s: float = 5.0) -> None:
         self._path = Path(path)
         self._where = f"sqlite at {self._path}"
@@ -173,9 +173,6 @@ class SqliteStore(IdempotencyStore):
     async def ping(self) -> None:
         await self._run("ping", lambda db: db.execute("SELECT 1").fetchall())
 
-    async def check_event(self, event_id: str, fingerprint: str) -> bool:
-        return (await self.check_events([(event_id, fingerprint)]))[0]
-
     async def check_events(self, items: Sequence[tuple[str, str]]) -> list[bool]:
         def check(db: sqlite3.Connection) -> list[bool]:
             now = time.time()
@@ -195,19 +192,11 @@ class SqliteStore(IdempotencyStore):
 
         return await self._run("check_event", check)
 
-    async def claim(self, key: DeliveryKey, owner: str, lease_s: float) -> Claim:
-        return (await self.claim_many([key], owner, lease_s))[0]
-
     async def claim_many(self, keys: Sequence[DeliveryKey], owner: str, lease_s: float) -> list[Claim]:
         def claim(db: sqlite3.Connection) -> list[Claim]:
             return _claim_all(db, keys, owner, lease_s, time.time())
 
         return await self._run("claim", claim)
-
-    async def record_outcome(
-        self, key: DeliveryKey, outcome: Outcome, result: bytes, *, reported: bool = False
-    ) -> None:
-        await self.record_outcomes([(key, outcome, result)], reported=reported)
 
     async def record_outcomes(
         self, items: Sequence[tuple[DeliveryKey, Outcome, bytes]], *, reported: bool = False
