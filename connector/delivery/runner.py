@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import orjson
@@ -176,23 +177,22 @@ class DeliveryRunner:
             completed_at=utc_now_rfc3339(),
         )
         encoded = encode_result(result)
+        acknowledged = False
         try:
             await self._publisher.publish_result(result, encoded, delivery.source, delivery.trace)
-        except asyncio.CancelledError:
-            # Abandoned before the acknowledgement (rebalance, shutdown; the record may still reach
-            # Kafka): keep the outcome, so whoever reads the partition next publishes it, without
-            # sending the request again.
-            await asyncio.shield(self._keep_outcome(key, report.outcome, encoded, reported=False))
-            raise
-        # Outcome and report in one write, now that Kafka holds the result. A hard kill before it
-        # leaves the delivery claimed: its request and result are repeated, as for any delivery in
-        # flight (README "Guarantees": at most the in-flight deliveries of each pipeline).
-        try:
+            acknowledged = True
+            # Outcome and report in one write, now that Kafka holds the result. A hard kill before it
+            # leaves the delivery claimed: its request and result are repeated, as for any delivery
+            # in flight (README "Guarantees": at most the in-flight deliveries of each pipeline).
             await self._guard.call(self._batch.record_outcome, key, report.outcome, encoded, reported=True)
         except asyncio.CancelledError:
-            # Abandoned while the write waited (rebalance, shutdown): the result is out, say so once.
-            await asyncio.shield(self._keep_outcome(key, report.outcome, encoded, reported=True))
-            self._reported(result, delivery.trace)
+            # Abandoned (rebalance, shutdown): keep the outcome, so whoever reads the partition next
+            # does not send the request again. Before the acknowledgement it publishes the result
+            # (the record may still have reached Kafka); after it, the result is out: say so once.
+            write = self._store.record_outcome(key, report.outcome, encoded, reported=acknowledged)
+            await asyncio.shield(self._last_word(key, write, "could not keep the outcome"))
+            if acknowledged:
+                self._reported(result, delivery.trace)
             raise
         self._reported(result, delivery.trace)
 
@@ -203,24 +203,17 @@ class DeliveryRunner:
             return await self._dispatchers[delivery.key.platform].deliver(delivery.request, superseded)
         except asyncio.CancelledError:
             # Abandoned (rebalance or shutdown): let whoever gets the partition next send it at once.
-            await asyncio.shield(self._release(delivery.key))
+            release = self._store.release(delivery.key, self._owner)
+            await asyncio.shield(self._last_word(delivery.key, release, "could not release claim"))
             raise
 
-    async def _release(self, key: DeliveryKey) -> None:
+    async def _last_word(self, key: DeliveryKey, write: Awaitable[None], failed: str) -> None:
+        """A store write of abandoned work, at most 2 s and never raised: without it the claim's
+        lease lapses on its own and the next owner sends the request again."""
         try:
-            await asyncio.wait_for(self._store.release(key, self._owner), timeout=2)
+            await asyncio.wait_for(write, timeout=2)
         except Exception as exc:
-            # The claim's lease expires on its own; releasing only saves the next owner that wait.
-            log.warning("could not release claim: %s", exc, extra={"event_id": key.event_id})
-
-    async def _keep_outcome(self, key: DeliveryKey, outcome: Outcome, encoded: bytes, reported: bool) -> None:
-        try:
-            await asyncio.wait_for(
-                self._store.record_outcome(key, outcome, encoded, reported=reported), timeout=2
-            )
-        except Exception as exc:
-            # Then the next owner sends the request again once the claim's lease lapses.
-            log.warning("could not keep the outcome: %s", exc, extra={"event_id": key.event_id})
+            log.warning("%s: %s", failed, exc, extra={"event_id": key.event_id})
 
     async def _publish_stored(
         self, key: DeliveryKey, result: OrderSyncResult, encoded: bytes, source: Source, trace: TraceContext

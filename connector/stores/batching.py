@@ -14,6 +14,7 @@ its own), and a caller that stops waiting leaves the others' answers alone.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -92,8 +93,12 @@ class StoreBatcher:
         self._claims: Coalescer[DeliveryKey, Claim] = Coalescer(
             lambda keys: store.claim_many(keys, owner, lease_s)
         )
-        self._outcomes: Coalescer[tuple[DeliveryKey, Outcome, bytes], None] = Coalescer(self._record)
-        self._settled: Coalescer[tuple[DeliveryKey, Outcome, bytes], None] = Coalescer(self._settle)
+        self._outcomes: Coalescer[tuple[DeliveryKey, Outcome, bytes], None] = Coalescer(
+            functools.partial(self._record, reported=False)
+        )
+        self._settled: Coalescer[tuple[DeliveryKey, Outcome, bytes], None] = Coalescer(
+            functools.partial(self._record, reported=True)
+        )
         self._reports: Coalescer[DeliveryKey, None] = Coalescer(self._mark)
 
     async def check_event(self, event_id: str, fingerprint: str) -> bool:
@@ -110,12 +115,8 @@ class StoreBatcher:
     async def mark_reported(self, key: DeliveryKey) -> None:
         await self._reports.submit(key)
 
-    async def _record(self, items: list[tuple[DeliveryKey, Outcome, bytes]]) -> list[None]:
-        await self.store.record_outcomes(items)
-        return [None] * len(items)
-
-    async def _settle(self, items: list[tuple[DeliveryKey, Outcome, bytes]]) -> list[None]:
-        await self.store.record_outcomes(items, reported=True)
+    async def _record(self, items: list[tuple[DeliveryKey, Outcome, bytes]], *, reported: bool) -> list[None]:
+        await self.store.record_outcomes(items, reported=reported)
         return [None] * len(items)
 
     async def _mark(self, keys: list[DeliveryKey]) -> list[None]:
