@@ -64,6 +64,14 @@ def a_runner(store: MemoryStore, publisher: HeldPublisher, dispatcher: AppliedAt
     )
 
 
+async def abandon_once(runner: DeliveryRunner, delivery: Delivery, reached: asyncio.Event) -> None:
+    """Run the delivery until `reached` is set, then cancel it, as a rebalance or shutdown does."""
+    running = asyncio.ensure_future(runner.run(delivery))
+    await asyncio.wait_for(reached.wait(), 5)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+
 async def test_a_published_result_is_reported_and_its_version_applied_in_one_write() -> None:
     store, publisher, dispatcher = MemoryStore(), HeldPublisher(hold=False), AppliedAtOnce()
     delivery = a_delivery(version=2)
@@ -79,11 +87,7 @@ async def test_a_published_result_is_reported_and_its_version_applied_in_one_wri
 async def test_abandoned_before_kafka_acknowledged_keeps_the_outcome_for_the_next_owner() -> None:
     store, publisher, dispatcher = MemoryStore(), HeldPublisher(hold=True), AppliedAtOnce()
     delivery = a_delivery()
-    running = asyncio.ensure_future(a_runner(store, publisher, dispatcher).run(delivery))
-    await asyncio.wait_for(publisher.called.wait(), 5)
-
-    running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
+    await abandon_once(a_runner(store, publisher, dispatcher), delivery, publisher.called)
 
     claim = await store.claim(delivery.key, "b", 30)
     assert claim.status is ClaimStatus.UNREPORTED
@@ -111,11 +115,7 @@ class SlowToReport(MemoryStore):
 async def test_abandoned_while_reporting_records_the_report_once_more() -> None:
     store, publisher, dispatcher = SlowToReport(), HeldPublisher(hold=False), AppliedAtOnce()
     delivery = a_delivery()
-    running = asyncio.ensure_future(a_runner(store, publisher, dispatcher).run(delivery))
-    await asyncio.wait_for(store.reporting.wait(), 5)
-
-    running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
+    await abandon_once(a_runner(store, publisher, dispatcher), delivery, store.reporting)
 
     assert len(publisher.published) == 1
     assert (await store.claim(delivery.key, "b", 30)).status is ClaimStatus.DUPLICATE
