@@ -64,6 +64,9 @@ SPLIT = "order-sync-split"
 SPLIT_PIPELINES = ("intake,vucustom,elasticpath", "sellercloud,ventmere")
 #: The paced scenario's floor: bench.echo, consume and publish with the connector's client options.
 FLOOR = "kafka floor"
+#: Not in the default run: bench.floor, the contract's Kafka work (five groups, a result per
+#: delivery) and the PUTs, with no store, no decode, no ordering: what no implementation can go below.
+PIPELINE_FLOOR = "pipeline-floor"
 SCENARIOS = ("throughput", "paced", "backlog")
 
 
@@ -111,7 +114,14 @@ class Bench:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
     def _connector(
-        self, sims: Simulators, topics: Topics, label: str, system: str = "order-sync", replica: int = 0
+        self,
+        sims: Simulators,
+        topics: Topics,
+        label: str,
+        system: str = "order-sync",
+        replica: int = 0,
+        seed: int | None = None,
+        events: int = 0,
     ) -> tuple[Child, int]:
         http_port = free_port()
         env = child_env(
@@ -127,7 +137,11 @@ class Bench:
                 **self._session_env(),
             }
         )
-        return Child([ORDER_SYNC, "run"], env, self.workdir / f"{label}-{replica}.log"), http_port
+        argv = [ORDER_SYNC, "run"]
+        if system == PIPELINE_FLOOR:
+            argv = [str(BIN / "python"), "-m", "bench.floor", "--events", str(events), "--seed", str(seed)]
+            argv += ["--ready", str(self.workdir / f"{label}.ready")]
+        return Child(argv, env, self.workdir / f"{label}-{replica}.log"), http_port
 
     def _budget(self, sims: Simulators) -> CpuBudget:
         pids = {"simulators": sims.child.pid, "bench": os.getpid()}
@@ -159,13 +173,18 @@ class Bench:
     # --- throughput ------------------------------------------------------------------------
 
     async def order_sync_throughput(
-        self, sims: Simulators, events: list[BenchEvent], scenario: str, system: str = "order-sync"
+        self,
+        sims: Simulators,
+        events: list[BenchEvent],
+        scenario: str,
+        system: str = "order-sync",
+        seed: int | None = None,
     ) -> Row:
         label = f"{system}-{next(self._runs)}"
         topics = await Topics.create(self.broker.bootstrap_servers, label)
         produced = await produce_all(self.broker.bootstrap_servers, topics.input, events)
         children = [
-            self._connector(sims, topics, label, system, replica)[0]
+            self._connector(sims, topics, label, system, replica, seed, len(events))[0]
             for replica in range(2 if system in (REPLICAS, SPLIT) else 1)
         ]
         child = children[0]
@@ -430,7 +449,8 @@ class Bench:
                 try:
                     scenario = f"{args.events} events, {latency:g} ms"
                     if "throughput" in args.scenarios:
-                        events = bench_events(args.events, next(self._seeds))
+                        seed = next(self._seeds)
+                        events = bench_events(args.events, seed)
                         if "limit" in args.systems:
                             self.say(f"{scenario}: limit (raw PUTs)")
                             self.rows.append(await self.limit_throughput(sims, args.events, scenario))
@@ -446,10 +466,11 @@ class Bench:
                             (ASYNCIO, "on asyncio's loop"),
                             (REPLICAS, "two replicas"),
                             (SPLIT, "its pipelines split over two processes"),
+                            (PIPELINE_FLOOR, "floor (bench.floor: Kafka and PUTs only)"),
                         ):
                             if variant in args.systems:
                                 self.say(f"{scenario}: order-sync {what}")
-                                row = await self.order_sync_throughput(sims, events, scenario, variant)
+                                row = await self.order_sync_throughput(sims, events, scenario, variant, seed)
                                 self.rows.append(row)
                                 self.report(row)
                         if "naive" in args.systems:

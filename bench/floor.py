@@ -1,0 +1,205 @@
+"""The pipeline floor: the Kafka work the contract requires and the PUTs, with no connector logic.
+
+What any implementation of the contract (README "Guarantees") must do per event, and nothing else:
+five consumer groups read the input (the intake's and one per platform), each platform's group sends
+its PUT and produces a result record, and every group commits. Left out, so that this is a floor and
+not a rival: the idempotency store, the decode and validation of the event, request mapping (the
+requests are built up front, as `bench.limit` does), per-order ordering, retries, metrics and logs.
+
+    python -m bench.floor --events N --seed S --ready FILE
+
+Settings (topics, group, bootstrap, platforms, MAX_CONCURRENCY, MAX_INFLIGHT_EVENTS) come from the
+ORDER_SYNC_ environment, as for `order-sync run`; FILE is created once every group has partitions.
+Runs until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import Collection
+from pathlib import Path
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from yarl import URL
+
+from bench.events import bench_events
+from connector.codec import decode_event
+from connector.commands import eventloop
+from connector.config import KafkaSettings, Settings, load_settings
+from connector.kafka.client import consumer_options, producer_options
+from connector.models import Platform
+from connector.observability.redaction import Redactor
+from connector.platforms.registry import build_adapter
+from connector.platforms.transport import Transport
+
+#: A request ready to send: method, URL, headers (auth included), body.
+Prepared = tuple[str, URL, list[tuple[str, str]], bytes | None]
+
+
+class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, joined: asyncio.Event) -> None:
+        self._joined = joined
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        if assigned:
+            self._joined.set()
+
+
+async def _requests(settings: Settings, events: int, seed: int) -> dict[Platform, dict[str, Prepared]]:
+    """Every event's request per platform, built by the adapters before the clock starts."""
+    transport = Transport()
+    built: dict[Platform, dict[str, Prepared]] = {}
+    try:
+        for platform in settings.platforms.enabled():
+            adapter = build_adapter(platform, settings.platforms.get(platform), transport, Redactor())
+            auth = await adapter.authenticator.headers()
+            built[platform] = {}
+            for event in bench_events(events, seed):
+                decoded = decode_event(event.value)
+                request = adapter.build_request(decoded)
+                url = URL(request.url, encoded=True)
+                built[platform][decoded.event_id] = (
+                    request.method,
+                    url,
+                    [*request.headers, *auth],
+                    request.body,
+                )
+    finally:
+        await transport.close()
+    return built
+
+
+class _Group:
+    """One consumer group: fetch no more than the free capacity, run each record's work, commit."""
+
+    def __init__(self, kafka: KafkaSettings, group_id: str, inflight: int) -> None:
+        self.consumer = AIOKafkaConsumer(**{**consumer_options(kafka), "group_id": group_id})
+        self.joined = asyncio.Event()
+        self.consumer.subscribe([kafka.input_topic], listener=_Joined(self.joined))
+        self._inflight = inflight
+        self._max_poll = kafka.max_poll_records
+        self._done: dict[TopicPartition, int] = {}
+
+    async def run(self, stop: asyncio.Event, work: _Work | None) -> None:
+        pending: set[asyncio.Future[list[None]]] = set()
+        while not stop.is_set():
+            free = self._inflight - len(pending)
+            if free <= 0:
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=min(free, self._max_poll))
+            for tp, records in batches.items():
+                if work is None:  # the intake: read, nothing to deliver
+                    self._done[tp] = records[-1].offset + 1
+                    continue
+                batch = asyncio.gather(*(work(record) for record in records))
+                batch.add_done_callback(lambda _, tp=tp, end=records[-1].offset + 1: self._finished(tp, end))
+                pending.add(batch)
+                batch.add_done_callback(pending.discard)
+            await self.commit()
+
+    def _finished(self, tp: TopicPartition, end: int) -> None:
+        # Batches of one partition may finish out of order; the floor commits the furthest.
+        self._done[tp] = max(end, self._done.get(tp, 0))
+
+    async def commit(self) -> None:
+        if self._done:
+            offsets = {tp: OffsetAndMetadata(o, "") for tp, o in self._done.items()}
+            self._done = {}
+            await self.consumer.commit(offsets)
+
+
+class _Work:
+    """A platform's work for one record: its PUT, then its result produced (acknowledged before the
+    record counts as done, as the contract's commit rule requires)."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        requests: dict[str, Prepared],
+        session: aiohttp.ClientSession,
+        producer: AIOKafkaProducer,
+        topic: str,
+        concurrency: int,
+    ) -> None:
+        self._platform = platform
+        self._requests = requests
+        self._session = session
+        self._producer = producer
+        self._topic = topic
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def __call__(self, record: ConsumerRecord) -> None:
+        assert record.value is not None
+        event_id = orjson.loads(record.value)["event_id"]
+        method, url, headers, body = self._requests[event_id]
+        async with self._slots, self._session.request(method, url, headers=headers, data=body) as response:
+            await response.read()
+            status = response.status
+        value = orjson.dumps(
+            {
+                "result_id": f"{event_id}:{self._platform.value}",
+                "event_id": event_id,
+                "platform": self._platform.value,
+                "outcome": "applied" if status < 300 else "failed",
+                "status_code": status,
+                "attempts": 1,
+                "error": None,
+            }
+        )
+        sent = await self._producer.send(self._topic, value, key=record.key)
+        await sent
+
+
+async def floor(events: int, seed: int, ready: Path) -> None:
+    settings = load_settings()
+    kafka = settings.kafka
+    requests = await _requests(settings, events, seed)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+    producer = AIOKafkaProducer(**producer_options(kafka))
+    inflight = settings.max_inflight_events
+    groups: list[tuple[_Group, _Work | None]] = [(_Group(kafka, kafka.group_id, inflight), None)]
+    for platform in settings.platforms.enabled():
+        concurrency = settings.platforms.get(platform).max_concurrency
+        work = _Work(platform, requests[platform], session, producer, kafka.success_topic, concurrency)
+        groups.append((_Group(kafka, f"{kafka.group_id}.{platform.value}", inflight), work))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await producer.start()
+    for group, _ in groups:
+        await group.consumer.start()
+    runs = [asyncio.ensure_future(group.run(stop, work)) for group, work in groups]
+    try:
+        await asyncio.gather(*(group.joined.wait() for group, _ in groups))
+        await asyncio.to_thread(ready.touch)
+        await stop.wait()
+    finally:
+        for run in runs:
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+        for group, _ in groups:
+            await group.consumer.stop()
+        await producer.stop()
+        await session.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--ready", type=Path, required=True)
+    args = parser.parse_args()
+    # The same event loop as `order-sync run` with the same settings: only the work differs.
+    eventloop.run(floor(args.events, args.seed, args.ready), load_settings().event_loop)
+
+
+if __name__ == "__main__":
+    main()
