@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import signal
 from collections.abc import Collection
 from pathlib import Path
@@ -101,12 +102,12 @@ class _Group:
                     self._done[tp] = records[-1].offset + 1
                     continue
                 batch = asyncio.gather(*(work(record) for record in records))
-                batch.add_done_callback(lambda _, tp=tp, end=records[-1].offset + 1: self._finished(tp, end))
+                batch.add_done_callback(functools.partial(self._finished, tp, records[-1].offset + 1))
                 pending.add(batch)
                 batch.add_done_callback(pending.discard)
             await self.commit()
 
-    def _finished(self, tp: TopicPartition, end: int) -> None:
+    def _finished(self, tp: TopicPartition, end: int, _: asyncio.Future[list[None]]) -> None:
         # Batches of one partition may finish out of order; the floor commits the furthest.
         self._done[tp] = max(end, self._done.get(tp, 0))
 
@@ -174,8 +175,8 @@ async def floor(events: int, seed: int, ready: Path) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await producer.start()
-    for group, _ in groups:
-        await group.consumer.start()
+    # Together, as `order-sync run` starts its pipelines: a broker may hold each new group's first join.
+    await asyncio.gather(*(group.consumer.start() for group, _ in groups))
     runs = [asyncio.ensure_future(group.run(stop, work)) for group, work in groups]
     try:
         await asyncio.gather(*(group.joined.wait() for group, _ in groups))

@@ -51,7 +51,7 @@ from connector.devtools.broker import free_port
 HERE = Path(__file__).parent
 START_MARK = "<!-- bench:results:start -->"
 END_MARK = "<!-- bench:results:end -->"
-SYSTEMS = ("order-sync", "naive", "limit")
+SYSTEMS = ("order-sync", "naive", "limit", "pipeline-floor")
 #: Not in the default run: `order-sync run` on asyncio's own event loop (ORDER_SYNC_EVENT_LOOP=asyncio).
 ASYNCIO = "order-sync-asyncio"
 #: Not in the default run: two `order-sync run` replicas in one consumer group, sharing one SQLite
@@ -537,11 +537,12 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 
 def ratios(rows: list[Row]) -> list[str]:
+    """events/s against the naive loop and the limit; CPU per event against the limit's."""
     lines = []
     by = {(r.scenario, r.system): r for r in rows}
     for scenario, system in dict.fromkeys((r.scenario, r.system) for r in rows):
         ours = by[(scenario, system)]
-        if not system.startswith("order-sync"):
+        if not system.startswith(("order-sync", PIPELINE_FLOOR)):
             continue
         for peer in ("naive", "limit"):
             other = by.get((scenario, peer))
@@ -550,6 +551,13 @@ def ratios(rows: list[Row]) -> list[str]:
                     f"- {scenario}: {system} ÷ {peer} = {ours.events_per_s / other.events_per_s:.2f}x "
                     f"({ours.events_per_s:,.0f} vs {other.events_per_s:,.0f} events/s)"
                 )
+        limit = by.get((scenario, "limit"))
+        if limit is not None and limit.cpu_per_1k_s and ours.cpu_per_1k_s:
+            times = ours.cpu_per_1k_s / limit.cpu_per_1k_s
+            lines.append(
+                f"- {scenario}: {system} CPU per event ÷ limit's = {times:.2f}x "
+                f"({ours.cpu_per_1k_s:.2f} vs {limit.cpu_per_1k_s:.2f} CPU s / 1000 events)"
+            )
     return lines
 
 
@@ -571,7 +579,7 @@ def render(rows: list[Row], info: dict[str, str], args: argparse.Namespace) -> s
             f"| {_fmt(r.deliveries_per_s)} | {_fmt(r.p50_ms, 1)} | {_fmt(r.p99_ms, 1)} "
             f"| {_fmt(r.cpu_per_1k_s, 2)} | {_fmt(r.peak_rss_mib)} | {r.note} |"
         )
-    out += ["", "Ratios (events/s):", "", *ratios(rows)]
+    out += ["", "Ratios:", "", *ratios(rows)]
     out += [
         "",
         "Where the CPU went during each measured window, in busy cores (of "

@@ -36,6 +36,7 @@ def test_every_scenario_runs_with_a_few_events(tmp_path: Path) -> None:
         ("40 events, 0 ms", "limit"),
         ("40 events, 0 ms", "order-sync"),
         ("40 events, 0 ms", "naive"),
+        ("40 events, 0 ms", "pipeline-floor"),
         ("paced, 0 ms", "order-sync"),
         ("paced, 0 ms", "kafka floor"),
         ("backlog 80, 0 ms", "order-sync"),
@@ -43,4 +44,8 @@ def test_every_scenario_runs_with_a_few_events(tmp_path: Path) -> None:
     order_sync = next(r for r in rows if r["system"] == "order-sync" and r["scenario"].startswith("40"))
     assert order_sync["events"] == 40
     assert order_sync["deliveries"] == 160
-    assert "| 40 events, 0 ms | order-sync |" in readme.read_text()
+    floor = next(r for r in rows if r["system"] == "pipeline-floor")
+    assert (floor["events"], floor["deliveries"]) == (40, 160)
+    text = readme.read_text()
+    assert "| 40 events, 0 ms | order-sync |" in text
+    assert "40 events, 0 ms: pipeline-floor CPU per event ÷ limit's = " in text
