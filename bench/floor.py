@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import signal
+from collections import deque
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -78,38 +79,86 @@ async def _requests(settings: Settings, events: int, seed: int) -> dict[Platform
     return built
 
 
-class _Group:
-    """One consumer group: fetch no more than the free capacity, run each record's work, commit."""
+@dataclass(slots=True)
+class _Batch:
+    """A fetched batch of one partition: committed once every record's result is acknowledged."""
 
-    def __init__(self, kafka: KafkaSettings, group_id: str, inflight: int) -> None:
+    tp: TopicPartition
+    end: int
+    left: int
+    acks: list[asyncio.Future[object]] = field(default_factory=list)
+
+
+class _Group:
+    """One consumer group. The intake's only reads. A platform's hands each fetched record to one of
+    `concurrency` workers, as the limit's workers take prebuilt requests (the leanest shape: no task
+    per record), and commits a batch once all its results are acknowledged."""
+
+    def __init__(
+        self, kafka: KafkaSettings, group_id: str, inflight: int, work: _Work | None, concurrency: int
+    ) -> None:
         self.consumer = AIOKafkaConsumer(**{**consumer_options(kafka), "group_id": group_id})
         self.joined = asyncio.Event()
         self.consumer.subscribe([kafka.input_topic], listener=_Joined(self.joined))
         self._inflight = inflight
         self._max_poll = kafka.max_poll_records
+        self._work = work
+        self._concurrency = concurrency
+        self._queue: deque[tuple[ConsumerRecord, _Batch]] = deque()
+        self._fed = asyncio.Event()
+        self._room = asyncio.Event()
+        self._in_flight = 0
         self._done: dict[TopicPartition, int] = {}
+        self._settling: set[asyncio.Future[None]] = set()
 
-    async def run(self, stop: asyncio.Event, work: _Work | None) -> None:
-        pending: set[asyncio.Future[list[None]]] = set()
-        while not stop.is_set():
-            free = self._inflight - len(pending)
-            if free <= 0:
-                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            batches = await self.consumer.getmany(timeout_ms=200, max_records=min(free, self._max_poll))
-            for tp, records in batches.items():
-                if work is None:  # the intake: read, nothing to deliver
-                    self._done[tp] = records[-1].offset + 1
+    async def run(self, stop: asyncio.Event) -> None:
+        workers = [
+            asyncio.ensure_future(self._worker()) for _ in range(self._concurrency if self._work else 0)
+        ]
+        try:
+            while not stop.is_set():
+                free = self._inflight - self._in_flight
+                if free <= 0:
+                    self._room.clear()
+                    await self._room.wait()
                     continue
-                batch = asyncio.gather(*(work(record) for record in records))
-                batch.add_done_callback(functools.partial(self._finished, tp, records[-1].offset + 1))
-                pending.add(batch)
-                batch.add_done_callback(pending.discard)
-            await self.commit()
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=min(free, self._max_poll))
+                for tp, records in batches.items():
+                    if self._work is None:  # the intake: read, nothing to deliver
+                        self._done[tp] = records[-1].offset + 1
+                        continue
+                    batch = _Batch(tp, records[-1].offset + 1, len(records))
+                    self._in_flight += len(records)
+                    self._queue.extend((record, batch) for record in records)
+                if self._queue:
+                    self._fed.set()
+                await self.commit()
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
 
-    def _finished(self, tp: TopicPartition, end: int, _: asyncio.Future[list[None]]) -> None:
+    async def _worker(self) -> None:
+        assert self._work is not None
+        while True:
+            if not self._queue:
+                self._fed.clear()
+                await self._fed.wait()
+                continue
+            record, batch = self._queue.popleft()
+            batch.acks.append(await self._work(record))
+            batch.left -= 1
+            if not batch.left:
+                settling = asyncio.ensure_future(self._settle(batch))
+                self._settling.add(settling)
+                settling.add_done_callback(self._settling.discard)
+
+    async def _settle(self, batch: _Batch) -> None:
+        await asyncio.gather(*batch.acks)
         # Batches of one partition may finish out of order; the floor commits the furthest.
-        self._done[tp] = max(end, self._done.get(tp, 0))
+        self._done[batch.tp] = max(batch.end, self._done.get(batch.tp, 0))
+        self._in_flight -= len(batch.acks)
+        self._room.set()
 
     async def commit(self) -> None:
         if self._done:
@@ -119,8 +168,9 @@ class _Group:
 
 
 class _Work:
-    """A platform's work for one record: its PUT, then its result produced (acknowledged before the
-    record counts as done, as the contract's commit rule requires)."""
+    """A platform's work for one record: its PUT, then its result handed to the producer. Returns the
+    result's acknowledgement, which the record's batch waits for before it counts as done (the
+    contract's commit rule)."""
 
     def __init__(
         self,
@@ -129,20 +179,18 @@ class _Work:
         session: aiohttp.ClientSession,
         producer: AIOKafkaProducer,
         topic: str,
-        concurrency: int,
     ) -> None:
         self._platform = platform
         self._requests = requests
         self._session = session
         self._producer = producer
         self._topic = topic
-        self._slots = asyncio.Semaphore(concurrency)
 
-    async def __call__(self, record: ConsumerRecord) -> None:
+    async def __call__(self, record: ConsumerRecord) -> asyncio.Future[object]:
         assert record.value is not None
         event_id = orjson.loads(record.value)["event_id"]
         method, url, headers, body = self._requests[event_id]
-        async with self._slots, self._session.request(method, url, headers=headers, data=body) as response:
+        async with self._session.request(method, url, headers=headers, data=body) as response:
             await response.read()
             status = response.status
         value = orjson.dumps(
@@ -156,8 +204,8 @@ class _Work:
                 "error": None,
             }
         )
-        sent = await self._producer.send(self._topic, value, key=record.key)
-        await sent
+        ack: asyncio.Future[object] = await self._producer.send(self._topic, value, key=record.key)
+        return ack
 
 
 async def floor(events: int, seed: int, ready: Path) -> None:
@@ -167,26 +215,26 @@ async def floor(events: int, seed: int, ready: Path) -> None:
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
     producer = AIOKafkaProducer(**producer_options(kafka))
     inflight = settings.max_inflight_events
-    groups: list[tuple[_Group, _Work | None]] = [(_Group(kafka, kafka.group_id, inflight), None)]
+    groups = [_Group(kafka, kafka.group_id, inflight, None, 0)]
     for platform in settings.platforms.enabled():
         concurrency = settings.platforms.get(platform).max_concurrency
-        work = _Work(platform, requests[platform], session, producer, kafka.success_topic, concurrency)
-        groups.append((_Group(kafka, f"{kafka.group_id}.{platform.value}", inflight), work))
+        work = _Work(platform, requests[platform], session, producer, kafka.success_topic)
+        groups.append(_Group(kafka, f"{kafka.group_id}.{platform.value}", inflight, work, concurrency))
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await producer.start()
     # Together, as `order-sync run` starts its pipelines: a broker may hold each new group's first join.
-    await asyncio.gather(*(group.consumer.start() for group, _ in groups))
-    runs = [asyncio.ensure_future(group.run(stop, work)) for group, work in groups]
+    await asyncio.gather(*(group.consumer.start() for group in groups))
+    runs = [asyncio.ensure_future(group.run(stop)) for group in groups]
     try:
-        await asyncio.gather(*(group.joined.wait() for group, _ in groups))
+        await asyncio.gather(*(group.joined.wait() for group in groups))
         await asyncio.to_thread(ready.touch)
         await stop.wait()
     finally:
         for run in runs:
             run.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
-        for group, _ in groups:
+        for group in groups:
             await group.consumer.stop()
         await producer.stop()
         await session.close()
