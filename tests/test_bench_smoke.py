@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.events import PLATFORM_COUNT
+from bench.own import own_work
 from bench.run import main
+from connector.stores.memory import MemoryStore
+from connector.stores.sqlite import SqliteStore
 
 
 @pytest.mark.slow
@@ -49,3 +53,15 @@ def test_every_scenario_runs_with_a_few_events(tmp_path: Path) -> None:
     text = readme.read_text()
     assert "| 40 events, 0 ms | order-sync |" in text
     assert "40 events, 0 ms: pipeline-floor CPU per event ÷ limit's = " in text
+
+
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
+async def test_the_own_work_yardstick_delivers_every_event_to_every_platform(
+    tmp_path: Path, store: str
+) -> None:
+    backend = SqliteStore(tmp_path / "own.db") if store == "sqlite" else MemoryStore()
+
+    cpu, results = await own_work(40, backend, profile=None)
+
+    assert results == 40 * PLATFORM_COUNT
+    assert cpu > 0
