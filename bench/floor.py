@@ -1,10 +1,12 @@
-"""The pipeline floor: the Kafka work the contract requires and the PUTs, with no connector logic.
+"""The pipeline floor: the Kafka work the guarantees require and the PUTs, with no connector logic.
 
-What any implementation of the contract (README "Guarantees") must do per event, and nothing else:
-five consumer groups read the input (the intake's and one per platform), each platform's group sends
-its PUT and produces a result record, and every group commits. Left out, so that this is a floor and
-not a rival: the idempotency store, the decode and validation of the event, request mapping (the
-requests are built up front, as `bench.limit` does), per-order ordering, retries, metrics and logs.
+What any implementation of the guarantees (README "Guarantees and how they are kept") must do per
+event, and nothing else: five consumer groups read the input (the intake's and one per platform),
+each platform's group sends its PUT and produces a result record, and every group commits once the
+results are acknowledged. Each platform's records go to `MAX_CONCURRENCY` workers that take them in
+turn, the shape of `bench.limit`. Left out, so that this is a floor and not a rival: the idempotency
+store, the decode and validation of the event, request mapping (the requests are built up front, as
+`bench.limit` does), per-order ordering, retries, metrics and logs.
 
     python -m bench.floor --events N --seed S --ready FILE
 
@@ -169,8 +171,8 @@ class _Group:
 
 class _Work:
     """A platform's work for one record: its PUT, then its result handed to the producer. Returns the
-    result's acknowledgement, which the record's batch waits for before it counts as done (the
-    contract's commit rule)."""
+    result's acknowledgement, which the record's batch waits for before it counts as done (at
+    least once: an offset is committed only once its result is acknowledged)."""
 
     def __init__(
         self,

@@ -64,7 +64,7 @@ SPLIT = "order-sync-split"
 SPLIT_PIPELINES = ("intake,vucustom,elasticpath", "sellercloud,ventmere")
 #: The paced scenario's floor: bench.echo, consume and publish with the connector's client options.
 FLOOR = "kafka floor"
-#: Not in the default run: bench.floor, the contract's Kafka work (five groups, a result per
+#: bench.floor, the Kafka work the guarantees require (five groups, a result per
 #: delivery) and the PUTs, with no store, no decode, no ordering: what no implementation can go below.
 PIPELINE_FLOOR = "pipeline-floor"
 SCENARIOS = ("throughput", "paced", "backlog")
