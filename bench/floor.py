@@ -31,15 +31,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from yarl import URL
 
-from bench.events import bench_events
-from connector.codec import decode_event
+from bench.limit import built_requests
 from connector.commands import eventloop
 from connector.config import KafkaSettings, Settings, load_settings
 from connector.kafka.client import consumer_options, producer_options
 from connector.models import Platform
-from connector.observability.redaction import Redactor
-from connector.platforms.registry import build_adapter
-from connector.platforms.transport import Transport
 
 #: A request ready to send: method, URL, headers (auth included), body.
 Prepared = tuple[str, URL, list[tuple[str, str]], bytes | None]
@@ -58,27 +54,14 @@ class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 async def _requests(settings: Settings, events: int, seed: int) -> dict[Platform, dict[str, Prepared]]:
-    """Every event's request per platform, built by the adapters before the clock starts."""
-    transport = Transport()
-    built: dict[Platform, dict[str, Prepared]] = {}
-    try:
-        for platform in settings.platforms.enabled():
-            adapter = build_adapter(platform, settings.platforms.get(platform), transport, Redactor())
-            auth = await adapter.authenticator.headers()
-            built[platform] = {}
-            for event in bench_events(events, seed):
-                decoded = decode_event(event.value)
-                request = adapter.build_request(decoded)
-                url = URL(request.url, encoded=True)
-                built[platform][decoded.event_id] = (
-                    request.method,
-                    url,
-                    [*request.headers, *auth],
-                    request.body,
-                )
-    finally:
-        await transport.close()
-    return built
+    """Every event's request per platform, as the limit builds them, its URL parsed up front."""
+    return {
+        platform: {
+            event_id: (request.method, URL(request.url, encoded=True), headers, request.body)
+            for event_id, (request, headers) in requests.items()
+        }
+        for platform, requests in (await built_requests(settings, events, seed)).items()
+    }
 
 
 @dataclass(slots=True)

@@ -24,31 +24,49 @@ from yarl import URL
 from bench.events import bench_events
 from connector.codec import decode_event
 from connector.commands import eventloop
-from connector.config import load_settings
+from connector.config import Settings, load_settings
 from connector.models import Platform
 from connector.observability.redaction import Redactor
 from connector.platforms.http import PlatformRequest
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
 
+#: A request with its headers, auth included, ready to send.
+Built = tuple[PlatformRequest, list[tuple[str, str]]]
+
+
+async def built_requests(settings: Settings, events: int, seed: int) -> dict[Platform, dict[str, Built]]:
+    """Each bench event's request per enabled platform, by event id, built by the adapters with
+    their auth headers (before any clock starts; each event decoded once)."""
+    transport = Transport()
+    try:
+        adapters = {
+            platform: build_adapter(platform, settings.platforms.get(platform), transport, Redactor())
+            for platform in settings.platforms.enabled()
+        }
+        auth = {platform: await adapter.authenticator.headers() for platform, adapter in adapters.items()}
+        built: dict[Platform, dict[str, Built]] = {platform: {} for platform in adapters}
+        for event in bench_events(events, seed):
+            decoded = decode_event(event.value)
+            for platform, adapter in adapters.items():
+                request = adapter.build_request(decoded)
+                built[platform][decoded.event_id] = (request, [*request.headers, *auth[platform]])
+    finally:
+        await transport.close()
+    return built
+
 
 async def raw_puts(events: int, seed: int, out: Path) -> None:
     settings = load_settings()
-    transport = Transport()
-    queues: dict[Platform, list[tuple[PlatformRequest, list[tuple[str, str]]]]] = {}
-    for platform in settings.platforms.enabled():
-        adapter = build_adapter(platform, settings.platforms.get(platform), transport, Redactor())
-        auth = await adapter.authenticator.headers()
-        queues[platform] = []
-        for event in bench_events(events, seed):
-            request = adapter.build_request(decode_event(event.value))
-            queues[platform].append((request, [*request.headers, *auth]))
-    await transport.close()
+    queues = {
+        platform: list(requests.values())
+        for platform, requests in (await built_requests(settings, events, seed)).items()
+    }
 
     statuses: Counter[int] = Counter()
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
 
-    async def worker(pending: list[tuple[PlatformRequest, list[tuple[str, str]]]]) -> None:
+    async def worker(pending: list[Built]) -> None:
         while pending:
             request, headers = pending.pop()
             url = URL(request.url, encoded=True)
