@@ -31,10 +31,12 @@ from connector.observability.logs import JsonFormatter
 from connector.observability.redaction import Redactor, secrets_of
 
 #: `--chaos`: Sellercloud's quota shape (so many requests, then 429 until the window's end), in
-#: seconds instead of an hour, and an Elastic Path development store's per-second limit.
+#: seconds instead of an hour, and an Elastic Path production store's per-second limit, shared with
+#: a busy storefront that now and then takes the last request of a second.
 CHAOS_SELLERCLOUD_QUOTA = 100
 CHAOS_SELLERCLOUD_WINDOW_S = 2.0
-CHAOS_ELASTICPATH_STORE_RPS = 25.0
+CHAOS_ELASTICPATH_STORE_RPS = 100.0
+CHAOS_ELASTICPATH_SHARED_EVERY = 40
 TOPIC_NAMES = ("orders.changed", "orders.sync.succeeded", "orders.sync.failed", "orders.changed.dlq")
 
 
@@ -80,8 +82,10 @@ def _chaos(suite: SimulatorSuite) -> list[str]:
     # Sellercloud's hourly quota (10,800 requests, then 429 until its reset time), scaled down to
     # seconds so that a demo meets it; the demo's connector does not pace Sellercloud itself.
     suite.sellercloud.limit = WindowQuota(CHAOS_SELLERCLOUD_QUOTA, CHAOS_SELLERCLOUD_WINDOW_S)
-    # A development store's limit, a quarter of the 100 requests/s the connector is configured for.
+    # A production store's limit, which the storefront shares: a 429 now and then that has nothing
+    # to do with the connector's own rate.
     suite.elasticpath.limit = RequestsPerSecond(CHAOS_ELASTICPATH_STORE_RPS)
+    suite.elasticpath.faults.update(rate_limit_every=CHAOS_ELASTICPATH_SHARED_EVERY, retry_after_s=1)
     suite.vucustom.faults.update(error_rate=0.05)
     suite.ventmere.faults.update(latency_s=0.005, jitter_s=0.02)
     for simulator in (suite.sellercloud, suite.elasticpath):
@@ -90,8 +94,9 @@ def _chaos(suite: SimulatorSuite) -> list[str]:
         "Sellercloud: 503 outage for the first 6 s (circuit breaker opens, deliveries wait)",
         f"Sellercloud: quota of {CHAOS_SELLERCLOUD_QUOTA} requests per {CHAOS_SELLERCLOUD_WINDOW_S:g} s, then"
         " 429 until its RateLimitResetTime (every Sellercloud request is held until then)",
-        f"Elastic Path: a development store allowing {CHAOS_ELASTICPATH_STORE_RPS:g} requests/s, 429 beyond"
-        " (the connector, set for 100, settles just under it)",
+        f"Elastic Path: a store allowing {CHAOS_ELASTICPATH_STORE_RPS:g} requests/s, shared with a storefront:"
+        f" every {CHAOS_ELASTICPATH_SHARED_EVERY}th request answers 429 (Retry-After 1 s); the connector keeps"
+        " its rate",
         "VU Custom: 5% of requests answer 500",
         "Ventmere: 5-25 ms latency",
         "Sellercloud and Elastic Path: tokens live 5 s (refreshed before expiry and on 401)",

@@ -13,6 +13,11 @@ from connector.config import PlatformSettings
 # A token due within this long counts as due: refill arithmetic can leave the bucket an ulp
 # short at the instant a sleep ends, and a nanosecond re-sleep would only spin the event loop.
 _DUE_SLACK_S = 1e-6
+# A 429 slows the rate down only when refusals are more than a stray one among the recent answers
+# (TCP's loss threshold, not a reaction to every loss): a limit shared with other clients refuses
+# now and then whatever our rate, and only a run of refusals says that we are the ones too fast.
+_ANSWERS_WINDOW = 32
+_SUSTAINED_REFUSALS = 3
 # Responses to requests sent before a slow-down still arrive for about one round trip; slowing
 # down again for each of them would collapse the rate after one burst of 429s.
 _DECREASE_INTERVAL_S = 1.0
@@ -44,12 +49,15 @@ class TokenBucket:
       `on_success()` do nothing. Such a platform gave us no rate to slow down from; its 429s are
       handled per delivery (`RetryPolicy` honours `Retry-After`) and, when they persist, by the
       circuit breaker.
-    - `throttle(retry_after_s)` reports a 429 from a limit we do not know: the effective rate
-      drops (at most once per second) to the rate of successes over the last second, which is
-      what the platform's limit let through, but by at least 10% and at most half, never below
-      `max(10% of rate_per_s, 1 rps)`; the saved-up burst is forfeited, and a `Retry-After`
-      pauses every acquisition for that long (at most `max_hold_s`, so one odd header cannot
-      stall a platform for hours).
+    - `throttle(retry_after_s)` reports a 429 from a limit we do not know. A stray one (fewer
+      than 3 refusals among the last 32 answers) changes nothing here: the limit is shared with
+      other clients and refused us for their traffic, so only the refused request waits (its
+      `Retry-After`, owned by `RetryPolicy`). A sustained run of them means our own rate is above
+      the limit: the effective rate drops (at most once per second) to the rate of successes over
+      the last second, which is what the platform's limit let through, but by at least 10% and at
+      most half, never below `max(10% of rate_per_s, 1 rps)`; the saved-up burst is forfeited,
+      and a `Retry-After` pauses every acquisition for that long (at most `max_hold_s`, so one
+      odd header cannot stall a platform for hours).
     - `on_success()` reports a success: the effective rate climbs back additively, by 10% of
       `rate_per_s` per second of successes at full use, up to `rate_per_s`; within 15% of the
       rate that last met a 429, by only 1% per second. So against a limit below `rate_per_s` the
@@ -89,6 +97,9 @@ class TokenBucket:
         # The effective rate that last met a 429 (none yet), and when recent successes came.
         self._refused_at_rate: float | None = None
         self._successes: deque[float] = deque()
+        # The last answers, True for a refusal, and how many of them were refusals.
+        self._answers: deque[bool] = deque(maxlen=_ANSWERS_WINDOW)
+        self._refusals = 0
         # The head (index 0) is the waiter being served; the others wait for it to leave.
         self._waiters: deque[asyncio.Future[None]] = deque()
 
@@ -144,6 +155,9 @@ class TokenBucket:
         """The platform answered 429 (`retry_after_s` from its `Retry-After`, if any)."""
         if self._rate == 0:
             return
+        self._record_answer(refused=True)
+        if self._refusals < _SUSTAINED_REFUSALS:
+            return
         now = self._clock()
         self._refill(now)
         if now - self._last_decrease >= _DECREASE_INTERVAL_S:
@@ -175,6 +189,7 @@ class TokenBucket:
         """A request went through; creep back toward the configured rate."""
         if self._rate == 0:
             return
+        self._record_answer(refused=False)
         now = self._clock()
         self._successes.append(now)
         if len(self._successes) > 4 * self._rate + 16:
@@ -191,6 +206,13 @@ class TokenBucket:
         # per second: additive in time, not in requests.
         step = share * self._rate / self._effective
         self._effective = min(self._rate, self._effective + step)
+
+    def _record_answer(self, *, refused: bool) -> None:
+        answers = self._answers
+        if len(answers) == _ANSWERS_WINDOW and answers[0]:
+            self._refusals -= 1
+        answers.append(refused)
+        self._refusals += refused
 
     def _accepted_per_s(self, now: float) -> float:
         successes = self._successes

@@ -14,6 +14,9 @@ from connector.policies import TokenBucket
 
 from .virtual_time import now, run_virtual
 
+#: Refusals among the last answers that make a run of 429s rather than a stray one.
+SUSTAINED = 3
+
 # Grants may come up to a microsecond early (the bucket's due-slack) plus float noise.
 SLACK_S = 2e-6
 
@@ -33,6 +36,12 @@ def max_excess(times: list[float], rate: float) -> float:
 
 def virtual_bucket(rate: float, burst: float | None = None, **kwargs: float) -> TokenBucket:
     return TokenBucket(rate, burst, clock=asyncio.get_running_loop().time, **kwargs)
+
+
+def refuse(bucket: TokenBucket, retry_after_s: float | None = None) -> None:
+    """Report a sustained run of 429s: enough refusals among the recent answers to slow down."""
+    for _ in range(SUSTAINED):
+        bucket.throttle(retry_after_s)
 
 
 async def acquire_all(bucket: TokenBucket, n: int) -> list[float]:
@@ -79,7 +88,7 @@ def test_no_interval_admits_more_than_burst_plus_rate_times_length(
 
         async def throttler(at: float) -> None:
             await asyncio.sleep(at)
-            bucket.throttle(0.1)
+            refuse(bucket, 0.1)
 
         await asyncio.gather(
             *(caller(i, at) for i, at in enumerate(arrivals)), *(throttler(at) for at in throttle_at)
@@ -258,7 +267,7 @@ def test_cancelling_thousands_of_waiters_takes_no_tokens() -> None:
 def test_throttle_halves_the_rate_once_per_second_down_to_a_floor() -> None:
     clock_now = [0.0]
     bucket = TokenBucket(100, clock=lambda: clock_now[0])
-    bucket.throttle(None)
+    refuse(bucket)
     assert bucket.effective_rate_per_s == 50
     bucket.throttle(None)  # a 429 for a request sent before the first slow-down
     assert bucket.effective_rate_per_s == 50
@@ -281,7 +290,7 @@ def test_throttle_floor_is_ten_percent_or_one_rps(rate: float, floor: float) -> 
 def test_throttled_bucket_admits_at_the_halved_rate() -> None:
     async def scenario() -> list[float]:
         bucket = virtual_bucket(100, 1)
-        bucket.throttle(None)
+        refuse(bucket)
         return await acquire_all(bucket, 11)
 
     granted = run_virtual(scenario())
@@ -293,7 +302,7 @@ def test_retry_after_pauses_every_acquisition() -> None:
     async def scenario() -> list[float]:
         bucket = virtual_bucket(100, 10)
         await asyncio.sleep(5)  # full bucket
-        bucket.throttle(2.0)
+        refuse(bucket, 2.0)
         return await acquire_all(bucket, 3)
 
     granted = run_virtual(scenario())
@@ -316,7 +325,7 @@ def test_pause_holds_every_acquisition_then_resumes_at_the_same_rate_without_a_b
 def test_retry_after_pause_is_capped() -> None:
     async def scenario() -> float:
         bucket = virtual_bucket(100, 1, max_hold_s=30)
-        bucket.throttle(86_400)
+        refuse(bucket, 86_400)
         await bucket.acquire()
         return now()
 
@@ -326,7 +335,7 @@ def test_retry_after_pause_is_capped() -> None:
 def test_successes_recover_fast_then_probe_slowly_near_the_rate_that_met_a_429() -> None:
     async def scenario() -> list[tuple[float, float]]:
         bucket = virtual_bucket(100, 1)
-        bucket.throttle(None)
+        refuse(bucket)
         rates = [(now(), bucket.effective_rate_per_s)]
         while now() < 30:
             await bucket.acquire()
@@ -354,7 +363,7 @@ def test_a_slow_down_goes_to_the_rate_the_platform_accepted() -> None:
         for _ in range(30):
             bucket.on_success()
             await asyncio.sleep(0.03)
-        bucket.throttle(None)
+        refuse(bucket)
         return bucket.effective_rate_per_s
 
     assert run_virtual(scenario()) == pytest.approx(50)  # never more than halved at once
@@ -364,7 +373,7 @@ def test_a_slow_down_goes_to_the_rate_the_platform_accepted() -> None:
         for _ in range(95):
             bucket.on_success()
             await asyncio.sleep(0.01)
-        bucket.throttle(None)
+        refuse(bucket)
         return bucket.effective_rate_per_s
 
     # 95 accepted in the last second: at least a 10% step down all the same.
@@ -416,6 +425,152 @@ def test_against_an_unknown_limit_the_rate_settles_just_under_it(configured: flo
     )
     assert accepted_rate >= 0.8 * limit
     assert refused_share <= 0.10
+
+
+def test_a_stray_429_among_accepted_requests_leaves_rate_and_pace_alone() -> None:
+    async def scenario() -> tuple[float, list[float]]:
+        bucket = virtual_bucket(100, 1)
+        for _ in range(39):
+            await bucket.acquire()
+            bucket.on_success()
+        start = now()
+        bucket.throttle(1.0)
+        bucket.throttle(1.0)  # two in the last 32 answers are still strays
+        granted = await acquire_all(bucket, 3)
+        return bucket.effective_rate_per_s, [t - start for t in granted]
+
+    rate, granted = run_virtual(scenario())
+    assert rate == 100
+    # No pause for the Retry-After (that is the refused request's own wait) and no forfeited pace.
+    assert granted == pytest.approx([0.01, 0.02, 0.03], abs=SLACK_S)
+
+
+def test_a_third_refusal_among_the_last_answers_slows_down_and_pauses() -> None:
+    async def scenario() -> tuple[float, float]:
+        bucket = virtual_bucket(100, 1)
+        for _ in range(10):
+            await bucket.acquire()
+            bucket.on_success()
+        start = now()
+        for _ in range(SUSTAINED):
+            bucket.throttle(1.0)
+        await bucket.acquire()
+        return bucket.effective_rate_per_s, now() - start
+
+    rate, waited = run_virtual(scenario())
+    assert rate < 100
+    assert waited >= 1.0
+
+
+def test_refusals_that_slid_out_of_the_window_are_forgotten() -> None:
+    clock_now = [0.0]
+    bucket = TokenBucket(100, clock=lambda: clock_now[0])
+    for _ in range(5):
+        bucket.throttle(None)
+        bucket.throttle(None)
+        for _ in range(31):
+            bucket.on_success()
+        clock_now[0] += 1
+    # Two refusals every 33 answers, at most two in any 32: never a run.
+    assert bucket.effective_rate_per_s == 100
+
+
+async def _deliver_backlog(
+    bucket: TokenBucket,
+    admit: Callable[[float], bool],
+    deliveries: int,
+    *,
+    concurrency: int = 32,
+    round_trip_s: float = 0.02,
+    retry_after_s: float = 1.0,
+) -> list[tuple[float, bool]]:
+    """A backlog of `deliveries` through `concurrency` slots, as the dispatcher sends them: a refused
+    delivery leaves its slot, waits its `Retry-After` and queues again. Returns (sent at, accepted)."""
+    slots = asyncio.Semaphore(concurrency)
+    answers: list[tuple[float, bool]] = []
+
+    async def deliver() -> None:
+        while True:
+            async with slots:
+                await bucket.acquire()
+                sent = now()
+                accepted = admit(sent)
+                await asyncio.sleep(round_trip_s)
+            answers.append((sent, accepted))
+            if accepted:
+                bucket.on_success()
+                return
+            bucket.throttle(retry_after_s)
+            await asyncio.sleep(retry_after_s)
+
+    await asyncio.gather(*(deliver() for _ in range(deliveries)))
+    return answers
+
+
+def test_sporadic_refusals_from_a_shared_limit_keep_the_configured_rate() -> None:
+    """Every 40th request is refused (another client used the quota), any rate is accepted otherwise."""
+    deliveries, configured = 1_500, 100.0
+
+    async def scenario() -> list[tuple[float, bool]]:
+        seen = [0]
+
+        def admit(_: float) -> bool:
+            seen[0] += 1
+            return seen[0] % 40 != 0
+
+        return await _deliver_backlog(virtual_bucket(configured), admit, deliveries)
+
+    answers = run_virtual(scenario())
+    span = max(t for t, ok in answers if ok) - min(t for t, _ in answers)
+    achieved = deliveries / span
+    refused = sum(not ok for _, ok in answers)
+    print(f"\nevery 40th refused: {deliveries} deliveries in {span:.1f}s, {achieved:.1f} rps, {refused} 429s")
+    assert refused >= deliveries // 40
+    assert achieved >= 0.8 * configured
+
+
+def test_a_limit_that_drops_and_rises_is_followed_both_ways() -> None:
+    """The store's limit drops from 100/s to 25/s at 20 s and rises back to 100/s at 40 s."""
+    drop_at, rise_at, end_at = 20.0, 40.0, 60.0
+
+    async def scenario() -> list[tuple[float, bool]]:
+        platform = RequestsPerSecond(100)
+        bucket = virtual_bucket(100)
+        answers: list[tuple[float, bool]] = []
+
+        async def worker() -> None:
+            while now() < end_at:
+                await bucket.acquire()
+                sent = now()
+                platform.rate = 25 if drop_at <= sent < rise_at else 100
+                accepted = platform.admit(sent) is None
+                await asyncio.sleep(0.03)
+                answers.append((sent, accepted))
+                if accepted:
+                    bucket.on_success()
+                else:
+                    bucket.throttle(None)
+
+        await asyncio.gather(*(worker() for _ in range(32)))
+        return answers
+
+    answers = run_virtual(scenario())
+
+    def per_s(start: float, *, accepted: bool | None = None) -> float:
+        window = [ok for t, ok in answers if start <= t < start + 1]
+        return sum(1 for ok in window if accepted is None or ok is accepted)
+
+    followed = next(t for t in range(int(drop_at), int(rise_at)) if per_s(t) <= 25 * 1.15)
+    after_drop = [per_s(t, accepted=False) / max(1.0, per_s(t)) for t in range(int(drop_at) + 5, int(rise_at))]
+    recovered = next(t + 1 for t in range(int(rise_at), int(end_at)) if per_s(t, accepted=True) > 80)
+    print(
+        f"\nlimit 100 -> 25 at {drop_at:g}s: sending at most 25/s (+15%) from {followed}s;"
+        f" 429s at most {max(after_drop):.0%} of a second's requests after {drop_at + 5:g}s;"
+        f" 25 -> 100 at {rise_at:g}s: above 80/s accepted at {recovered}s"
+    )
+    assert followed <= drop_at + 5
+    assert sum(after_drop) / len(after_drop) <= 0.10
+    assert recovered <= rise_at + 15
 
 
 def test_rate_zero_is_unlimited_and_ignores_throttle() -> None:

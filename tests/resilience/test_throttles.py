@@ -175,3 +175,37 @@ async def test_elasticpath_settles_near_a_development_stores_limit(
     )
     assert accepted >= 0.8 * limit
     assert refused_share <= 0.10
+
+
+async def test_elasticpath_keeps_its_rate_through_sporadic_refusals_of_a_shared_limit(
+    broker: EmbeddedBroker, topics: Topics, suite: SimulatorSuite, connectors: StartConnector, tmp_path: Path
+) -> None:
+    """The store's limit is shared with a storefront: every 40th request is refused, whatever our rate."""
+    events, configured = 1_500, 100.0
+    suite.elasticpath.faults.update(rate_limit_every=40, retry_after_s=1)
+    bootstrap = broker.bootstrap_servers
+    # RATE_LIMIT_RPS is left at its default, 100.
+    connector = connectors(connector_env(suite, topics, bootstrap, tmp_path / "store.db", "shared"))
+    await connector.wait_ready()
+    await produce_events_now(
+        bootstrap,
+        topics.input,
+        [make_event(f"ep-{n}", 1, {"elasticpath": {"order_id": f"ep-shared-{n}"}}) for n in range(events)],
+    )
+    async with TopicReader(bootstrap, topics.success, topics.failure) as reader:
+        await reader.wait_for(
+            lambda r: len(r.of(topics.success)) >= events, 120, f"{events} results", fail_on=topics.failure
+        )
+    updates = [e for e in suite.elasticpath.log if e.method == "PUT"]
+    applied = [e for e in updates if e.status == 200]
+    refused = [e for e in suite.elasticpath.log if e.status == 429]
+    span = applied[-1].at - updates[0].at
+    achieved = len(applied) / span
+    print(
+        f"\nElastic Path at RATE_LIMIT_RPS {configured:g}, every 40th request refused (Retry-After 1 s):"
+        f" {len(applied)} deliveries in {span:.1f}s, {achieved:.1f} requests/s applied"
+        f" ({achieved / configured:.0%} of RATE_LIMIT_RPS), {len(refused)} 429s"
+    )
+    assert len(applied) == events
+    assert refused, "the simulator never answered 429"
+    assert achieved >= 0.8 * configured
