@@ -30,6 +30,7 @@ from aiokafka.structs import ConsumerRecord
 from bench.events import PLATFORM_COUNT, bench_events
 from connector.commands import eventloop
 from connector.config import INTAKE_PIPELINE, PlatformsSettings
+from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.dispatcher import DeliveryReport, PlatformDispatcher
 from connector.delivery.runner import DeliveryRunner
 from connector.devtools.simulators.server import SimulatorSuite
@@ -100,7 +101,9 @@ async def own_work(
     acknowledged = _Acknowledged()
     publisher = cast(Publisher, acknowledged)
     dispatchers = {p: cast(PlatformDispatcher, _Applied(p, settings)) for p in Platform}
-    runner = DeliveryRunner(dispatchers, guard, publisher, metrics, owner="own", claim_lease_s=30)
+    runner = DeliveryRunner(
+        ConnectionRegistry.of(dispatchers), guard, publisher, metrics, owner="own", claim_lease_s=30
+    )
     screen = MessageScreen(
         runner.check_event, 1_048_576, capacity=WINDOW, judged_span=JUDGED_WINDOWS * 2 * WINDOW
     )

@@ -14,7 +14,8 @@ import uuid
 from aiokafka.errors import KafkaError
 
 from connector.config import Settings
-from connector.delivery.dispatcher import PlatformDispatcher
+from connector.delivery import connectionfiles
+from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.runner import DeliveryRunner
 from connector.errors import StoreUnavailableError
 from connector.kafka.publisher import Publisher
@@ -22,7 +23,6 @@ from connector.observability.health import HealthServer
 from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor, secrets_of
 from connector.pipeline.pipelines import Pipelines
-from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
 from connector.policies.backoff import Backoff
 from connector.stores import IdempotencyStore, open_store
@@ -53,17 +53,17 @@ class Connector:
         self.transport = Transport()
         # The platforms whose pipelines this process runs (all enabled ones unless PIPELINES says less).
         self.enabled = settings.delivery_pipelines()
-        self.dispatchers = {
-            platform: PlatformDispatcher(
-                build_adapter(platform, settings.platforms.get(platform), self.transport, self.redactor),
-                settings.platforms.get(platform),
-                self.metrics,
-            )
-            for platform in self.enabled
-        }
+        self.connections = ConnectionRegistry.from_settings(
+            settings, self.enabled, self.transport, self.redactor, self.metrics
+        )
+        self.connection_files = (
+            connectionfiles.ConnectionFiles(settings.connections_dir, settings.platforms)
+            if settings.connections_dir is not None
+            else None
+        )
         self.publisher = Publisher(settings.kafka)
         self.runner = DeliveryRunner(
-            self.dispatchers,
+            self.connections,
             self.guard,
             self.publisher,
             self.metrics,
@@ -133,6 +133,9 @@ class Connector:
         )
         background: list[asyncio.Task[None]] = []
         try:
+            if self.connection_files is not None:
+                # Before any delivery: an event for a file's connection must not find it missing.
+                await connectionfiles.apply_scan(self.connection_files, self.connections)
             await self._open_store()
             await self._start_publisher()
             if self._stop.is_set():
@@ -140,6 +143,11 @@ class Connector:
             await self.pipelines.start()
             background = [
                 asyncio.create_task(self._store_watch(), name="store-watch"),
+                *(
+                    [asyncio.create_task(connectionfiles.watch(files, self.connections), name="connections")]
+                    if (files := self.connection_files) is not None
+                    else []
+                ),
                 asyncio.create_task(
                     run_purger(
                         self.store,

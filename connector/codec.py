@@ -141,6 +141,7 @@ def encode_result(result: OrderSyncResult) -> bytes:
             "order_version": result.order_version,
             "platform": result.platform,
             "outcome": result.outcome,
+            "connection": result.connection,
             "status_code": result.status_code,
             "attempts": result.attempts,
             "duration_ms": result.duration_ms,

@@ -6,6 +6,7 @@ Config is data: `load_settings` builds one `Settings` at start-up and it is pass
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -30,11 +31,35 @@ from pydantic_settings import (
 )
 
 from connector.errors import ConfigError
-from connector.models import Platform
+from connector.models import DEFAULT_CONNECTION, Platform
 
 ENV_PREFIX = "ORDER_SYNC_"
 #: The pipeline that validates input and writes the DLQ; the others are named after their platform.
 INTAKE_PIPELINE = "intake"
+#: What a connection may be called (README "Connections").
+CONNECTION_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+#: A secret key `K` may be given as `K_FILE`, a path whose content (trailing newline removed) is it.
+SECRET_FILE_SUFFIX = "_file"
+
+
+def read_secret_files(values: dict[str, Any], secret_keys: set[str]) -> dict[str, Any]:
+    """`values` with each `{key}_file` of a secret key replaced by `key` and the file's content."""
+    resolved = dict(values)
+    for name in list(resolved):
+        if not (isinstance(name, str) and name.lower().endswith(SECRET_FILE_SUFFIX)):
+            continue
+        key = name[: -len(SECRET_FILE_SUFFIX)].lower()
+        if key not in secret_keys:
+            continue
+        path = resolved.pop(name)
+        if key in resolved:
+            raise ValueError(f"{key} and {name} are both given; give one")
+        try:
+            content = Path(str(path)).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
+        resolved[key] = content.removesuffix("\n").removesuffix("\r")
+    return resolved
 
 
 class _Section(BaseModel):
@@ -177,6 +202,55 @@ class PlatformSettings(_Section):
     circuit_reset_s: float = Field(
         default=5, gt=0, description="How long an open circuit waits before letting one probe through."
     )
+    connections: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="More accounts on this platform, by name: any key above; an unset key is the"
+        ' platform\'s (README "Connections").',
+    )
+
+    @classmethod
+    def secret_keys(cls) -> set[str]:
+        return {name for name, field in cls.model_fields.items() if field.annotation == SecretStr | None}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return read_secret_files(values, cls.secret_keys())
+        return values
+
+    @model_validator(mode="after")
+    def _connections_resolve(self) -> PlatformSettings:
+        lowered: dict[str, dict[str, Any]] = {}
+        for name, keys in self.connections.items():
+            conn = name.lower()
+            if conn == DEFAULT_CONNECTION:
+                raise ValueError(f"connections.{name}: `default` is the platform's own keys")
+            if not CONNECTION_NAME.fullmatch(conn):
+                raise ValueError(f"connections.{name}: a connection is named [a-z0-9][a-z0-9-]{{0,62}}")
+            if not isinstance(keys, dict):
+                raise ValueError(f"connections.{name}: must hold a mapping of keys")
+            lowered[conn] = {str(key).lower(): value for key, value in keys.items()}
+            if "connections" in lowered[conn]:
+                raise ValueError(f"connections.{name}: a connection has no connections of its own")
+            try:
+                self.for_connection(lowered[conn])
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                key = ".".join(str(part) for part in first["loc"]) or "?"
+                message = first["msg"].removeprefix("Value error, ")
+                raise ValueError(f"connections.{conn}.{key}: {message}") from None
+        self.connections = lowered
+        return self
+
+    def for_connection(self, keys: Mapping[str, Any]) -> PlatformSettings:
+        """This platform's settings with a connection's `keys` over them (an unset key is the
+        platform's). Raises pydantic's `ValidationError` for a bad key or value."""
+        inherited = self.model_dump(exclude={"connections"}, exclude_unset=True)
+        # The connection's own secret files first: its `password_file` stands in for the
+        # platform's `password`, not beside it.
+        own = read_secret_files(dict(keys), self.secret_keys())
+        return type(self).model_validate({**inherited, **own})
 
     def credentials_given(self) -> bool:
         return False
@@ -271,7 +345,26 @@ class PlatformsSettings(_Section):
         return settings
 
     def enabled(self) -> list[Platform]:
-        return [p for p in Platform if self.get(p).is_enabled]
+        """Platforms whose own keys are enabled, or that have connections and are not switched off."""
+        return [p for p in Platform if _platform_enabled(self.get(p))]
+
+
+def _platform_enabled(settings: PlatformSettings) -> bool:
+    if settings.enabled is not None:
+        return settings.enabled
+    return settings.is_enabled or bool(settings.connections)
+
+
+def own_keys_given(settings: PlatformSettings) -> bool:
+    return "base_url" in settings.model_fields_set or settings.credentials_given()
+
+
+def default_connection_configured(settings: PlatformSettings, connections_elsewhere: bool) -> bool:
+    """The platform's own keys make its `default` connection. A platform enabled with no keys of its
+    own has none when its accounts are declared as connections (here or in the watched directory)."""
+    if not own_keys_given(settings) and (connections_elsewhere or settings.connections):
+        return False
+    return settings.is_enabled
 
 
 class Settings(BaseSettings):
@@ -306,6 +399,10 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of the JSON logs on stderr."
+    )
+    connections_dir: Path | None = Field(
+        default=None,
+        description='A watched directory of one YAML file per connection (README "Connections").',
     )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop",
@@ -344,8 +441,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _enabled_platforms_are_complete(self) -> Settings:
         for platform in self.platforms.enabled():
+            settings = self.platforms.get(platform)
+            if not default_connection_configured(settings, self.connections_dir is not None):
+                continue  # its accounts are all connections: its own keys make no `default` one
             try:
-                self.platforms.get(platform).resolved_base_url()
+                settings.resolved_base_url()
             except ConfigError:
                 raise ValueError(
                     f"platforms.{platform.value}.base_url is required when {platform.value} is enabled"

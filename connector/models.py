@@ -80,6 +80,9 @@ def utc_now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+#: The connection a target means when it names none: the platform's own keys (README "Connections").
+DEFAULT_CONNECTION = "default"
+
 _Text = Annotated[str, StringConstraints(max_length=4096)]
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Money = Annotated[str, StringConstraints(pattern=r"^-?\d{1,15}(\.\d{1,6})?$")]
@@ -151,21 +154,26 @@ class Order(_Model):
     attachments: list[Attachment] = Field(default_factory=list)
 
 
-class VuCustomTarget(_Model):
+class _Target(_Model):
+    #: The account on the platform that holds the order; absent means `default`.
+    connection: _Id | None = None
+
+
+class VuCustomTarget(_Target):
     id: int | None = None
     order_number: _Id | None = None
 
 
-class SellercloudTarget(_Model):
+class SellercloudTarget(_Target):
     order_id: int | None = None
     company_id: int | None = None
 
 
-class ElasticPathTarget(_Model):
+class ElasticPathTarget(_Target):
     order_id: _Id | None = None
 
 
-class VentmereTarget(_Model):
+class VentmereTarget(_Target):
     order_id: _Id | None = None
     account_id: _Id | None = None
 
@@ -184,6 +192,13 @@ class Targets(_Model):
     def includes(self, platform: Platform) -> bool:
         """The event targets `platform` (it is delivered there when that platform is enabled)."""
         return getattr(self, platform.value) is not None
+
+    def connection_of(self, platform: Platform) -> str:
+        """The connection the target on `platform` names, lower case (names match case-insensitively)."""
+        target: _Target | None = getattr(self, platform.value)
+        if target is None or target.connection is None:
+            return DEFAULT_CONNECTION
+        return target.connection.lower()
 
 
 class OrderChangedEvent(_Model):
@@ -219,6 +234,8 @@ class OrderSyncResult(BaseModel):
     order_version: int
     platform: Platform
     outcome: Outcome
+    #: The account on the platform the delivery went to (or was meant for).
+    connection: str = DEFAULT_CONNECTION
     status_code: int | None
     attempts: int
     duration_ms: float

@@ -94,9 +94,9 @@ def _chaos(suite: SimulatorSuite) -> list[str]:
         "Sellercloud: 503 outage for the first 6 s (circuit breaker opens, deliveries wait)",
         f"Sellercloud: quota of {CHAOS_SELLERCLOUD_QUOTA} requests per {CHAOS_SELLERCLOUD_WINDOW_S:g} s, then"
         " 429 until its RateLimitResetTime (every Sellercloud request is held until then)",
-        f"Elastic Path: a store allowing {CHAOS_ELASTICPATH_STORE_RPS:g} requests/s, shared with a storefront:"
-        f" every {CHAOS_ELASTICPATH_SHARED_EVERY}th request answers 429 (Retry-After 1 s); the connector keeps"
-        " its rate",
+        f"Elastic Path: a store allowing {CHAOS_ELASTICPATH_STORE_RPS:g} requests/s, shared with a"
+        f" storefront: every {CHAOS_ELASTICPATH_SHARED_EVERY}th request answers 429 (Retry-After 1 s);"
+        " the connector keeps its rate",
         "VU Custom: 5% of requests answer 500",
         "Ventmere: 5-25 ms latency",
         "Sellercloud and Elastic Path: tokens live 5 s (refreshed before expiry and on 401)",

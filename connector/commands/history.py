@@ -36,7 +36,7 @@ from connector.config import Settings
 from connector.errors import InvalidEventError, KafkaReadError
 from connector.kafka.client import client_options
 from connector.kafka.partitioners import candidate_partitions, murmur2
-from connector.models import Outcome, Platform, Source
+from connector.models import DEFAULT_CONNECTION, Outcome, Platform, Source
 from connector.observability.tracecontext import TraceContext
 from connector.stores import DeliveryState, OrderRecords, open_store
 
@@ -72,6 +72,7 @@ class Status(StrEnum):
 
 @dataclass
 class Delivery:
+    #: The platform, or `platform/connection` for a connection other than `default`.
     platform: str
     #: An `Outcome` value, or `pending` / `duplicate`.
     outcome: str
@@ -144,6 +145,8 @@ class _Input:
     version: int | None
     status: str | None
     platforms: tuple[Platform, ...]
+    #: The connection each targeted platform names (README "Connections").
+    connections: dict[Platform, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,10 @@ def _decode_input(record: ConsumerRecord, enabled: Collection[Platform]) -> _Inp
         # With the connector's own configuration, platforms it does not deliver to are left out;
         # without it (no platform configured here), every target is shown.
         platforms = [p for p in platforms if p in enabled]
-    return _Input(record, event.event_id, event.order.version, event.order.status.value, tuple(platforms))
+    connections = {p: event.targets.connection_of(p) for p in platforms}
+    return _Input(
+        record, event.event_id, event.order.version, event.order.status.value, tuple(platforms), connections
+    )
 
 
 def _decode_result(record: ConsumerRecord) -> _Result | None:
@@ -408,9 +414,11 @@ def _versions(
                 linked.add(id(elsewhere[platform]))
                 version.deliveries.append(_delivery(elsewhere[platform], store))
             elif platform in elsewhere:
-                version.deliveries.append(Delivery(platform.value, Status.DUPLICATE, store=store))
+                target = _target(platform.value, item.connections.get(platform))
+                version.deliveries.append(Delivery(target, Status.DUPLICATE, store=store))
             else:
-                version.deliveries.append(Delivery(platform.value, Status.PENDING, store=store))
+                target = _target(platform.value, item.connections.get(platform))
+                version.deliveries.append(Delivery(target, Status.PENDING, store=store))
     # What the window holds of events received before it: their results and DLQ copies alone.
     earlier: dict[str, Version] = {}
     for result in results:
@@ -453,7 +461,7 @@ def _versions(
 def _delivery(result: _Result, store: str | None) -> Delivery:
     document = result.document
     return Delivery(
-        document["platform"],
+        _target(document["platform"], document.get("connection")),
         document["outcome"],
         document.get("status_code"),
         document.get("attempts"),
@@ -464,19 +472,27 @@ def _delivery(result: _Result, store: str | None) -> Delivery:
     )
 
 
+def _target(platform: str, connection: Any) -> str:
+    """How a delivery's target is shown: the platform, with `/connection` unless it is `default`."""
+    if not isinstance(connection, str) or connection == DEFAULT_CONNECTION:
+        return platform
+    return f"{platform}/{connection}"
+
+
 def _applied(results: Iterable[_Result], records: OrderRecords) -> dict[str, Applied]:
-    from_results: dict[Platform, int] = {}
+    """The newest version applied per target (`platform` or `platform/connection`)."""
+    from_results: dict[str, int] = {}
     for result in results:
         if result.document["outcome"] == Outcome.APPLIED.value:
-            platform = Platform(result.document["platform"])
+            target = _target(result.document["platform"], result.document.get("connection"))
             version = int(result.document["order_version"])
-            from_results[platform] = max(version, from_results.get(platform, version))
+            from_results[target] = max(version, from_results.get(target, version))
     applied: dict[str, Applied] = {}
-    for platform in Platform:
-        store, seen = records.applied.get(platform), from_results.get(platform)
+    for target in sorted({*records.applied, *from_results}):
+        store, seen = records.applied.get(target), from_results.get(target)
         known = [v for v in (store, seen) if v is not None]
         if known:
-            applied[platform.value] = Applied(max(known), store, seen)
+            applied[target] = Applied(max(known), store, seen)
     return applied
 
 

@@ -19,8 +19,9 @@ from pydantic import SecretStr
 
 from connector.codec import decode_event
 from connector.config import PlatformSettings, Settings, load_settings
+from connector.delivery.connectionfiles import ConnectionFiles
 from connector.errors import ConfigError, InvalidEventError, UnmappableError
-from connector.models import OrderChangedEvent, Platform
+from connector.models import DEFAULT_CONNECTION, OrderChangedEvent, Platform
 from connector.observability.redaction import Redactor, secrets_of
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
@@ -57,6 +58,10 @@ def validate_file(file: Path, config_file: Path | None, out: TextIO | None = Non
         return 1
     redactor = Redactor(secrets_of(settings))
     transport = Transport()  # never used: no request is sent and token flows are not run
+    files = (
+        ConnectionFiles(settings.connections_dir, settings.platforms) if settings.connections_dir else None
+    )
+    from_files = {(c.platform, c.name): c.settings for c in (files.scan() or [])} if files else {}
     valid = invalid = 0
     for label, document in _documents(raw):
         try:
@@ -68,7 +73,7 @@ def validate_file(file: Path, config_file: Path | None, out: TextIO | None = Non
         valid += 1
         print(f"{label}: valid: order {event.order.order_number} version {event.order.version}", file=out)
         for platform in event.targets.platforms():
-            print(_describe(platform, event, settings, transport, redactor), file=out)
+            print(_describe(platform, event, settings, from_files, transport, redactor), file=out)
     if valid + invalid == 0:
         print(f"{file}: no events found", file=out)
         return 1
@@ -95,21 +100,38 @@ def _documents(raw: bytes) -> Iterator[tuple[str, bytes]]:
 
 
 def _describe(
-    platform: Platform, event: OrderChangedEvent, settings: Settings, transport: Transport, redactor: Redactor
+    platform: Platform,
+    event: OrderChangedEvent,
+    settings: Settings,
+    from_files: dict[tuple[Platform, str], PlatformSettings],
+    transport: Transport,
+    redactor: Redactor,
 ) -> str:
-    platform_settings = settings.platforms.get(platform)
-    if platform_settings.enabled is False:
+    own = settings.platforms.get(platform)
+    if own.enabled is False:
         return f"  {platform.value}: disabled in the configuration; nothing would be sent"
+    connection = event.targets.connection_of(platform)
+    if connection == DEFAULT_CONNECTION:
+        platform_settings = own
+    elif connection in own.connections:
+        platform_settings = own.for_connection(own.connections[connection])
+    elif (platform, connection) in from_files:
+        platform_settings = from_files[(platform, connection)]
+    else:
+        return f"  {platform.value}: unmappable: connection {connection!r} is not configured"
+    label = (
+        platform.value if connection == DEFAULT_CONNECTION else f"{platform.value} (connection {connection})"
+    )
     try:
         adapter = build_adapter(
             platform, _with_placeholders(platform, platform_settings), transport, redactor
         )
         request = adapter.build_request(event)
     except UnmappableError as exc:
-        return f"  {platform.value}: unmappable: {exc}"
+        return f"  {label}: unmappable: {exc}"
     except ConfigError as exc:
-        return f"  {platform.value}: misconfigured: {exc}"
-    lines = [f"  {platform.value}:", f"    {request.method} {request.url}"]
+        return f"  {label}: misconfigured: {exc}"
+    lines = [f"  {label}:", f"    {request.method} {request.url}"]
     for name, value in [*request.headers, *adapter.authenticator.masked_headers()]:
         lines.append(f"    {name}: {redactor.redact(value)}")
     lines.append("")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connector.config import PlatformSettings
-from connector.models import ErrorCategory, Outcome, Platform, ResultError
+from connector.models import DEFAULT_CONNECTION, ErrorCategory, Outcome, Platform, ResultError
 from connector.observability.metrics import NO_RESPONSE_CODE, Metrics, RetryWait
 from connector.platforms.base import Attempt, PlatformAdapter, Verdict, WaitScope
 from connector.platforms.http import PlatformRequest
@@ -54,31 +54,44 @@ def _error_from(attempt: Attempt, category: ErrorCategory | None = None, note: s
 
 
 class PlatformDispatcher:
-    def __init__(self, adapter: PlatformAdapter, settings: PlatformSettings, metrics: Metrics) -> None:
+    """One connection's requests (README "Connections"): its adapter, rate, slots, circuit and hold."""
+
+    def __init__(
+        self,
+        adapter: PlatformAdapter,
+        settings: PlatformSettings,
+        metrics: Metrics,
+        connection: str = DEFAULT_CONNECTION,
+    ) -> None:
         self.adapter = adapter
         self.platform: Platform = adapter.platform
+        self.connection = connection
         self._metrics = metrics
+        self._labels = (self.platform.value, connection)
+        self._log_context = {"platform": self.platform.value, "connection": connection}
         self._retry = RetryPolicy.from_settings(settings)
         self._bucket = TokenBucket.from_settings(settings)
-        self._hold = PlatformHold(on_hold_added=metrics.throttled_seconds.labels(self.platform.value).inc)
+        self._hold = PlatformHold(on_hold_added=metrics.throttled_seconds.labels(*self._labels).inc)
         self._slots = asyncio.Semaphore(settings.max_concurrency)
-        self._circuit_gauge = metrics.circuit_open.labels(self.platform.value)
+        self._circuit_gauge = metrics.circuit_open.labels(*self._labels)
         self._circuit_gauge.set(0)
         self.circuit = CircuitBreaker.from_settings(settings, on_change=self._on_circuit_change)
         self._requests = {
-            code: metrics.platform_requests.labels(self.platform.value, code) for code in (NO_RESPONSE_CODE,)
+            code: metrics.platform_requests.labels(self.platform.value, code, connection)
+            for code in (NO_RESPONSE_CODE,)
         }
-        self._request_seconds = metrics.platform_request_seconds.labels(self.platform.value)
+        self._request_seconds = metrics.platform_request_seconds.labels(*self._labels)
 
     def _on_circuit_change(self, state: CircuitState) -> None:
         self._circuit_gauge.set(0 if state is CircuitState.CLOSED else 1)
-        log.warning("circuit %s", state.value, extra={"platform": self.platform.value})
+        log.warning("circuit %s", state.value, extra=self._log_context)
 
     def _count_request(self, attempt: Attempt) -> None:
         code = str(attempt.status_code) if attempt.status_code is not None else NO_RESPONSE_CODE
         counter = self._requests.get(code)
         if counter is None:
-            counter = self._requests[code] = self._metrics.platform_requests.labels(self.platform.value, code)
+            counter = self._metrics.platform_requests.labels(self.platform.value, code, self.connection)
+            self._requests[code] = counter
         counter.inc()
 
     async def deliver(self, request: PlatformRequest, superseded: Superseded = None) -> DeliveryReport:
@@ -114,7 +127,7 @@ class PlatformDispatcher:
                     attempt = await self.adapter.attempt(request)
                 except Exception as exc:
                     # A bug in an adapter must not stall the stream: count it as a failed attempt.
-                    log.exception("adapter failed unexpectedly", extra={"platform": self.platform.value})
+                    log.exception("adapter failed unexpectedly", extra=self._log_context)
                     attempt = Attempt(
                         Verdict.RETRY, None, ErrorCategory.CONNECTION, f"internal error: {type(exc).__name__}"
                     )
@@ -130,11 +143,11 @@ class PlatformDispatcher:
                 hold_s = attempt.retry_after or 1.0
                 self._hold.hold_for(hold_s)
                 self._bucket.pause(hold_s)
-                self._metrics.retries.labels(self.platform.value, RetryWait.THROTTLED).inc()
+                self._metrics.retries.labels(self.platform.value, RetryWait.THROTTLED, self.connection).inc()
                 log.info(
                     "platform throttled: %s",
                     attempt.message,
-                    extra={"platform": self.platform.value, "status_code": attempt.status_code},
+                    extra={**self._log_context, "status_code": attempt.status_code},
                 )
                 continue
             attempts += 1
@@ -154,7 +167,9 @@ class PlatformDispatcher:
             if not decision.retry:
                 if self.circuit.state is not CircuitState.CLOSED:
                     # An outage is not this delivery's fault: wait for the circuit instead of failing.
-                    self._metrics.retries.labels(self.platform.value, RetryWait.CIRCUIT_OPEN).inc()
+                    self._metrics.retries.labels(
+                        self.platform.value, RetryWait.CIRCUIT_OPEN, self.connection
+                    ).inc()
                     continue
                 category = (
                     ErrorCategory.RETRY_BUDGET
@@ -168,5 +183,5 @@ class PlatformDispatcher:
                     _error_from(attempt, category, f"gave up after {attempts} attempts: {decision.reason}"),
                 )
             reason = (attempt.category or ErrorCategory.SERVER_ERROR).value
-            self._metrics.retries.labels(self.platform.value, reason).inc()
+            self._metrics.retries.labels(self.platform.value, reason, self.connection).inc()
             await asyncio.sleep(decision.delay_s)

@@ -14,9 +14,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import orjson
+from prometheus_client import Counter, Gauge
 
 from connector.codec import encode_result
-from connector.delivery.dispatcher import DeliveryReport, PlatformDispatcher, Superseded
+from connector.delivery.connections import UNKNOWN_CONNECTION_LABEL, ConnectionRegistry
+from connector.delivery.dispatcher import DeliveryReport, Superseded
 from connector.errors import UnmappableError
 from connector.kafka.publisher import Publisher
 from connector.models import (
@@ -62,14 +64,14 @@ class Delivery:
 class DeliveryRunner:
     def __init__(
         self,
-        dispatchers: dict[Platform, PlatformDispatcher],
+        connections: ConnectionRegistry,
         guard: StoreGuard,
         publisher: Publisher,
         metrics: Metrics,
         owner: str,
         claim_lease_s: float,
     ) -> None:
-        self._dispatchers = dispatchers
+        self._connections = connections
         self._guard = guard
         self._store = guard.store
         self._batch = StoreBatcher(guard.store, owner, claim_lease_s)
@@ -77,11 +79,10 @@ class DeliveryRunner:
         self._metrics = metrics
         self._owner = owner
         self._claiming = asyncio.Semaphore(CONCURRENT_CLAIMS)
-        # Metric children by label values: a `labels()` lookup costs more than the increment.
-        self._inflight = {p: metrics.inflight_deliveries.labels(p.value) for p in dispatchers}
-        self._delivered = {
-            (p, o): metrics.deliveries.labels(p.value, o.value) for p in dispatchers for o in Outcome
-        }
+        # Metric children by label values, made on first use (a `labels()` lookup costs more than the
+        # increment); one set per connection that has seen a delivery, not per connection configured.
+        self._inflight: dict[tuple[Platform, str], Gauge] = {}
+        self._delivered: dict[tuple[Platform, str, Outcome], Counter] = {}
 
     def prepare(
         self, event: OrderChangedEvent, platform: Platform, source: Source, trace: TraceContext | None
@@ -89,12 +90,16 @@ class DeliveryRunner:
         """The delivery of `event` to `platform`, its request built now (pure, no I/O). `trace` is the
         input record's, when it carried a valid one (README "Traces")."""
         order = event.order
-        key = DeliveryKey(event.event_id, platform, order.order_number, order.version)
+        connection = event.targets.connection_of(platform)
+        key = DeliveryKey(event.event_id, platform, order.order_number, order.version, connection)
         # The input's traceparent goes on unchanged (W3C pass-through: no spans are recorded here);
         # without one, a trace per delivery joins its requests and its result.
         trace = trace if trace is not None else TraceContext.new()
+        dispatcher = self._connections.dispatcher(platform, connection)
+        if dispatcher is None:
+            return Delivery(key, None, _not_configured(key), source, trace)
         try:
-            request = self._dispatchers[platform].adapter.build_request(event)
+            request = dispatcher.adapter.build_request(event)
         except UnmappableError as exc:
             error = ResultError(category=ErrorCategory.MAPPING, message=str(exc))
             return Delivery(key, None, error, source, trace)
@@ -122,13 +127,16 @@ class DeliveryRunner:
             claim = await self._claim(key)
 
         if claim.status is ClaimStatus.DUPLICATE:
-            self._metrics.idempotency_hits.labels(key.platform.value, IdempotencyHit.DUPLICATE).inc()
+            self._metrics.idempotency_hits.labels(
+                key.platform.value, IdempotencyHit.DUPLICATE, self._label_of(key)
+            ).inc()
             log.debug(
                 "already reported; skipped",
                 extra={
                     "event_id": key.event_id,
                     "order_number": key.order_number,
                     "platform": key.platform.value,
+                    "connection": key.connection,
                     "trace_id": delivery.trace.trace_id,
                 },
             )
@@ -139,7 +147,11 @@ class DeliveryRunner:
             return
 
         # In flight from here until reported: a hard kill anywhere in between may repeat the request.
-        gauge = self._inflight[key.platform]
+        label = self._label_of(key)
+        gauge = self._inflight.get((key.platform, label))
+        if gauge is None:
+            gauge = self._metrics.inflight_deliveries.labels(key.platform.value, label)
+            self._inflight[(key.platform, label)] = gauge
         gauge.inc()
         try:
             await self._run_claimed(delivery, claim.status, superseded)
@@ -158,7 +170,9 @@ class DeliveryRunner:
         key = delivery.key
         started = time.monotonic()
         if status is ClaimStatus.STALE:
-            self._metrics.idempotency_hits.labels(key.platform.value, IdempotencyHit.STALE).inc()
+            self._metrics.idempotency_hits.labels(
+                key.platform.value, IdempotencyHit.STALE, self._label_of(key)
+            ).inc()
             report = DeliveryReport(Outcome.SKIPPED_STALE, None, 0, None)
         else:
             report = await self._attempt(delivery, superseded)
@@ -170,6 +184,7 @@ class DeliveryRunner:
             order_version=key.version,
             platform=key.platform,
             outcome=report.outcome,
+            connection=key.connection,
             status_code=report.status_code,
             attempts=report.attempts,
             duration_ms=round((time.monotonic() - started) * 1000, 1),
@@ -199,8 +214,14 @@ class DeliveryRunner:
     async def _attempt(self, delivery: Delivery, superseded: Superseded) -> DeliveryReport:
         if delivery.request is None:
             return DeliveryReport(Outcome.UNMAPPABLE, None, 0, delivery.unmappable)
+        key = delivery.key
+        # Asked now, not when the request was built: a connection changed meanwhile sends with its
+        # new credentials; one removed meanwhile ends as if it had never been there (replayable).
+        dispatcher = self._connections.dispatcher(key.platform, key.connection)
+        if dispatcher is None:
+            return DeliveryReport(Outcome.UNMAPPABLE, None, 0, _not_configured(key))
         try:
-            return await self._dispatchers[delivery.key.platform].deliver(delivery.request, superseded)
+            return await dispatcher.deliver(delivery.request, superseded)
         except asyncio.CancelledError:
             # Abandoned (rebalance or shutdown): let whoever gets the partition next send it at once.
             release = self._store.release(delivery.key, self._owner)
@@ -223,10 +244,20 @@ class DeliveryRunner:
         await self._guard.call(self._batch.mark_reported, key)
         self._reported(result, trace)
 
+    def _label_of(self, key: DeliveryKey) -> str:
+        if self._connections.dispatcher(key.platform, key.connection) is None:
+            return UNKNOWN_CONNECTION_LABEL
+        return key.connection
+
     def _reported(self, result: OrderSyncResult, trace: TraceContext) -> None:
-        counter = self._delivered.get((result.platform, result.outcome))
+        labels = (result.platform, result.connection, result.outcome)
+        counter = self._delivered.get(labels)
         if counter is None:
-            counter = self._metrics.deliveries.labels(result.platform.value, result.outcome.value)
+            known = self._connections.dispatcher(result.platform, result.connection) is not None
+            label = result.connection if known else UNKNOWN_CONNECTION_LABEL
+            counter = self._metrics.deliveries.labels(result.platform.value, result.outcome.value, label)
+            if known:
+                self._delivered[labels] = counter
         counter.inc()
         failed = not result.outcome.succeeded
         if not (failed or log.isEnabledFor(logging.DEBUG)):
@@ -235,6 +266,7 @@ class DeliveryRunner:
             "event_id": result.event_id,
             "order_number": result.order_number,
             "platform": result.platform.value,
+            "connection": result.connection,
             "outcome": result.outcome.value,
             "status_code": result.status_code,
             "attempts": result.attempts,
@@ -245,3 +277,11 @@ class DeliveryRunner:
         else:
             reason = result.error.message if result.error else result.outcome.value
             log.warning("delivery failed: %s", reason, extra=context)
+
+
+def _not_configured(key: DeliveryKey) -> ResultError:
+    return ResultError(
+        category=ErrorCategory.MAPPING,
+        message=f"connection {key.connection!r} is not configured for {key.platform.value}"
+        " (order-sync replay re-drives this delivery once it is)",
+    )

@@ -16,6 +16,7 @@ CONTEXT_FIELDS = (
     "event_id",
     "order_number",
     "platform",
+    "connection",
     "pipeline",
     "outcome",
     "status_code",

@@ -1,5 +1,9 @@
 """Prometheus metrics (README "Operations runbook"). Label values are bounded and closed.
 
+`connection` is one of the configured connections of the platform (README "Connections"): a name
+an event gives is never a label value (a delivery to a connection that is not configured counts as
+`_unknown`), so the label set grows with the configuration, not with the input.
+
 Metrics live in one registry object so tests and the demo can run several connectors in one
 process without colliding; `Metrics()` registers them, `render()` exposes them.
 """
@@ -57,29 +61,32 @@ class Metrics:
         self.deliveries = Counter(
             "order_sync_deliveries",
             "Deliveries that reached an outcome.",
-            ["platform", "outcome"],
+            ["platform", "outcome", "connection"],
             registry=r,
         )
         self.platform_requests = Counter(
             "order_sync_platform_requests",
             "HTTP requests sent to platforms, by status code (`error` when no response).",
-            ["platform", "code"],
+            ["platform", "code", "connection"],
             registry=r,
         )
         self.platform_request_seconds = Histogram(
             "order_sync_platform_request_seconds",
             "Duration of one platform request.",
-            ["platform"],
+            ["platform", "connection"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.retries = Counter(
-            "order_sync_retries", "Retries scheduled, by reason.", ["platform", "reason"], registry=r
+            "order_sync_retries",
+            "Retries scheduled, by reason.",
+            ["platform", "reason", "connection"],
+            registry=r,
         )
         self.inflight_deliveries = Gauge(
             "order_sync_inflight_deliveries",
             "Deliveries started and not yet reported.",
-            ["platform"],
+            ["platform", "connection"],
             registry=r,
         )
         self.inflight_events = Gauge(
@@ -91,19 +98,19 @@ class Metrics:
         self.idempotency_hits = Counter(
             "order_sync_idempotency_hits",
             "Deliveries not sent because the store knew them.",
-            ["platform", "kind"],
+            ["platform", "kind", "connection"],
             registry=r,
         )
         self.throttled_seconds = Counter(
             "order_sync_throttled_seconds",
             "Seconds every request to the platform was held by its platform-wide throttle.",
-            ["platform"],
+            ["platform", "connection"],
             registry=r,
         )
         self.circuit_open = Gauge(
             "order_sync_circuit_open",
             "1 while the platform's circuit is open or half-open.",
-            ["platform"],
+            ["platform", "connection"],
             registry=r,
         )
         self.consumer_lag = Gauge(

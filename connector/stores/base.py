@@ -8,7 +8,9 @@ Per delivery `(event_id, platform)` the store keeps a state:
                         |  +-- claim by another owner after the lease expired (crash recovery)
                         +-- release (work abandoned, e.g. cancelled on rebalance) --> (none)
 
-and per `(order_number, platform)` the highest version applied. `claim` answers, atomically:
+and per `(order_number, target)` the highest version applied, where the target is the platform's
+connection (`DeliveryKey.target`: `sellercloud` for its `default` connection, `sellercloud/eu` for
+another), so the stale guard of one account never skips a change for another. `claim` answers, atomically:
 
 - REPORTED exists             -> DUPLICATE (nothing to do, no result)
 - DONE but not reported       -> UNREPORTED with the stored result bytes (publish them, no request)
@@ -51,7 +53,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from connector.errors import StoreUnavailableError
-from connector.models import Outcome, Platform
+from connector.models import DEFAULT_CONNECTION, Outcome, Platform
 
 T = TypeVar("T")
 
@@ -62,6 +64,15 @@ class DeliveryKey:
     platform: Platform
     order_number: str
     version: int
+    connection: str = DEFAULT_CONNECTION
+
+    @property
+    def target(self) -> str:
+        """What the applied version is kept per: the platform for its `default` connection (as
+        stored before connections existed), `platform/connection` for any other."""
+        if self.connection == DEFAULT_CONNECTION:
+            return self.platform.value
+        return f"{self.platform.value}/{self.connection}"
 
 
 class DeliveryState(StrEnum):
@@ -84,8 +95,8 @@ class ClaimStatus(StrEnum):
 class OrderRecords:
     """What the store holds about one order, for operators (`order-sync history`)."""
 
-    #: The newest version applied, per platform that has one.
-    applied: dict[Platform, int]
+    #: The newest version applied, per target (`DeliveryKey.target`) that has one.
+    applied: dict[str, int]
     #: Where each asked-for delivery stands; a delivery the store does not hold is absent.
     deliveries: dict[tuple[str, Platform], DeliveryState]
 

@@ -35,7 +35,7 @@ class MemoryStore(IdempotencyStore):
     def __init__(self) -> None:
         self._deliveries: dict[tuple[str, Platform], _Record] = {}
         self._events: dict[str, tuple[str, datetime]] = {}
-        self._versions: dict[tuple[str, Platform], int] = {}
+        self._versions: dict[tuple[str, str], int] = {}
 
     async def open(self) -> None:
         return None
@@ -64,7 +64,7 @@ class MemoryStore(IdempotencyStore):
             if record.owner != owner and now - record.claimed_at < lease_s:
                 return Claim(ClaimStatus.BUSY)
         self._deliveries[(key.event_id, key.platform)] = _Record(owner, now, datetime.now(UTC))
-        applied = self._versions.get((key.order_number, key.platform))
+        applied = self._versions.get((key.order_number, key.target))
         if applied is not None and key.version <= applied:
             return Claim(ClaimStatus.STALE, applied_version=applied)
         return Claim(ClaimStatus.PROCEED)
@@ -79,11 +79,11 @@ class MemoryStore(IdempotencyStore):
         record.reported = record.reported or reported
         record.result = None if record.reported else result
         if outcome is Outcome.APPLIED:
-            version_key = (key.order_number, key.platform)
+            version_key = (key.order_number, key.target)
             self._versions[version_key] = max(key.version, self._versions.get(version_key, key.version))
 
     async def order_records(self, order_number: str, event_ids: Sequence[str]) -> OrderRecords:
-        applied = {p: v for p in Platform if (v := self._versions.get((order_number, p))) is not None}
+        applied = {target: v for (order, target), v in self._versions.items() if order == order_number}
         deliveries = {}
         for event_id in event_ids:
             for platform in Platform:

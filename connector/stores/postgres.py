@@ -163,10 +163,10 @@ class PostgresStore(BatchedStore):
                   AND (d.owner = EXCLUDED.owner
                        OR d.claimed_at <= clock_timestamp() - make_interval(secs => $4::float8))
                 RETURNING d.event_id, d.platform,
-                    (SELECT version FROM {self._versions} v WHERE v.order_number = $5 AND v.platform = $2)
+                    (SELECT version FROM {self._versions} v WHERE v.order_number = $5 AND v.platform = $6)
                     AS applied
                 """,
-                [(e, p, owner, float(lease_s), key.order_number) for (e, p), key in ordered],
+                [(e, p, owner, float(lease_s), key.order_number, key.target) for (e, p), key in ordered],
             )
             claimed = {(row["event_id"], row["platform"]): row["applied"] for row in rows}
             refused = [record for record, _ in ordered if record not in claimed]
@@ -200,7 +200,7 @@ class PostgresStore(BatchedStore):
         items = sorted(items, key=lambda item: (item[0].event_id, item[0].platform.value))
         versions = sorted(
             {
-                (key.order_number, key.platform.value, key.version)
+                (key.order_number, key.target, key.version)
                 for key, outcome, _ in items
                 if outcome is Outcome.APPLIED
             }
@@ -242,7 +242,7 @@ class PostgresStore(BatchedStore):
                 list(event_ids),
             )
         return OrderRecords(
-            {Platform(r["platform"]): int(r["version"]) for r in applied},
+            {str(r["platform"]): int(r["version"]) for r in applied},
             {(r["event_id"], Platform(r["platform"])): DeliveryState(r["state"]) for r in states},
         )
 

@@ -256,18 +256,23 @@ class RedisStore(BatchedStore):
             await self._run("mark_reported", self._mark_reported, chunk, [self._retention_ms])
 
     async def order_records(self, order_number: str, event_ids: Sequence[str]) -> OrderRecords:
-        platforms = list(Platform)
-        deliveries = [(e, p) for e in dict.fromkeys(event_ids) for p in platforms]
+        deliveries = [(e, p) for e in dict.fromkeys(event_ids) for p in Platform]
+        applied_prefix = f"{self._prefix}:applied:{order_number}:"
         async with self._boundary("order_records"):
+            # The order's targets are not known here (connections come and go): one scan finds them.
+            targets = [
+                _text(name)[len(applied_prefix) :]
+                async for name in self._client.scan_iter(match=_glob_escape(applied_prefix) + "*", count=100)
+            ]
             pipe = self._client.pipeline(transaction=False)
-            for platform in platforms:
-                pipe.get(f"{self._prefix}:applied:{order_number}:{platform.value}")
+            for target in targets:
+                pipe.get(applied_prefix + target)
             for event_id, platform in deliveries:
                 pipe.hget(f"{self._prefix}:delivery:{event_id}:{platform.value}", "state")
             answers = await pipe.execute()
-        versions, states = answers[: len(platforms)], answers[len(platforms) :]
+        versions, states = answers[: len(targets)], answers[len(targets) :]
         return OrderRecords(
-            {p: int(_text(v)) for p, v in zip(platforms, versions, strict=True) if v is not None},
+            {t: int(_text(v)) for t, v in zip(targets, versions, strict=True) if v is not None},
             {d: DeliveryState(_text(s)) for d, s in zip(deliveries, states, strict=True) if s is not None},
         )
 
@@ -285,7 +290,7 @@ class RedisStore(BatchedStore):
         return f"{self._prefix}:event:{event_id}"
 
     def _applied_key(self, key: DeliveryKey) -> str:
-        return f"{self._prefix}:applied:{key.order_number}:{key.platform.value}"
+        return f"{self._prefix}:applied:{key.order_number}:{key.target}"
 
     async def _run(self, operation: str, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         async with self._boundary(operation):
@@ -308,3 +313,8 @@ class RedisStore(BatchedStore):
         return store_boundary(
             self._where, operation, self._timeout_s, (RedisError, OSError), self._redactor.redact
         )
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally in a Redis glob pattern (an order number may hold `*` or `[`)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -232,7 +232,7 @@ class SqliteStore(BatchedStore):
                 "ON CONFLICT (order_number, platform) DO UPDATE SET version = excluded.version "
                 "WHERE excluded.version > version",
                 [
-                    (key.order_number, key.platform.value, key.version)
+                    (key.order_number, key.target, key.version)
                     for key, outcome, _ in items
                     if outcome is Outcome.APPLIED
                 ],
@@ -249,7 +249,7 @@ class SqliteStore(BatchedStore):
                 db, "SELECT event_id, platform, state FROM deliveries WHERE event_id IN", event_ids
             )
             return OrderRecords(
-                {Platform(p): int(v) for p, v in applied},
+                {str(p): int(v) for p, v in applied},
                 {(e, Platform(p)): DeliveryState(state) for e, p, state in states},
             )
 
@@ -414,7 +414,7 @@ def _claim_all(
         written.append((key.event_id, key.platform.value, owner, now, now))
         # A later claim of the same delivery in this batch finds this one, as it would one by one.
         held[record] = (DeliveryState.CLAIMED.value, owner, now, None)
-        version = applied.get((key.order_number, key.platform.value))
+        version = applied.get((key.order_number, key.target))
         if version is not None and key.version <= version:
             claims.append(Claim(ClaimStatus.STALE, applied_version=version))
         else:

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.dispatcher import DeliveryReport
 from connector.delivery.runner import Delivery, DeliveryRunner
 from connector.models import Outcome, Platform, Source
@@ -55,7 +56,7 @@ def a_delivery(version: int = 2) -> Delivery:
 def a_runner(store: MemoryStore, publisher: HeldPublisher, dispatcher: AppliedAtOnce) -> DeliveryRunner:
     guard = StoreGuard(store, Metrics())
     return DeliveryRunner(
-        {PLATFORM: dispatcher},  # type: ignore[dict-item]
+        ConnectionRegistry.of({PLATFORM: dispatcher}),  # type: ignore[dict-item]
         guard,
         publisher,  # type: ignore[arg-type]
         Metrics(),

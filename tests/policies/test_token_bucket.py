@@ -561,7 +561,9 @@ def test_a_limit_that_drops_and_rises_is_followed_both_ways() -> None:
         return sum(1 for ok in window if accepted is None or ok is accepted)
 
     followed = next(t for t in range(int(drop_at), int(rise_at)) if per_s(t) <= 25 * 1.15)
-    after_drop = [per_s(t, accepted=False) / max(1.0, per_s(t)) for t in range(int(drop_at) + 5, int(rise_at))]
+    after_drop = [
+        per_s(t, accepted=False) / max(1.0, per_s(t)) for t in range(int(drop_at) + 5, int(rise_at))
+    ]
     recovered = next(t + 1 for t in range(int(rise_at), int(end_at)) if per_s(t, accepted=True) > 80)
     print(
         f"\nlimit 100 -> 25 at {drop_at:g}s: sending at most 25/s (+15%) from {followed}s;"
