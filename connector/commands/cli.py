@@ -156,8 +156,21 @@ def demo(events: int, chaos: bool, bootstrap_servers: str | None, summary_json: 
     show_default=True,
     help="Enforce the platforms' request limits (Sellercloud's hourly quota, Elastic Path's per-store rate).",
 )
+@click.option(
+    "--accounts",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Accounts per platform, each with its own credentials and orders: default, acct-1, acct-2, ...",
+)
 def simulate(
-    port: int, host: str, latency_ms: float, error_rate: float, token_lifetime_s: float, limits: bool
+    port: int,
+    host: str,
+    latency_ms: float,
+    error_rate: float,
+    token_lifetime_s: float,
+    limits: bool,
+    accounts: int,
 ) -> None:
     """The four platform simulators alone, for pointing a real connector at."""
     from connector.devtools.simulators.server import run_simulate
@@ -170,6 +183,7 @@ def simulate(
             error_rate=error_rate,
             token_lifetime_s=token_lifetime_s,
             platform_limits=limits,
+            accounts=accounts,
         )
     )
 

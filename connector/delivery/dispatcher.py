@@ -34,6 +34,19 @@ log = logging.getLogger(__name__)
 
 #: Asked before each send: has a newer version of the order come to wait for the same platform?
 Superseded = Callable[[], bool] | None
+#: Asked before each send, when the caller can park the delivery: must it wait in the store instead
+#: (an earlier delivery of its connection and partition waits there)?
+ParkIf = Callable[[], bool]
+
+#: A platform-wide throttle shorter than this is waited out in memory; a longer one parks.
+HOLD_IN_MEMORY_S = 1.0
+
+
+class ConnectionHeld(Exception):
+    """The delivery's connection is held (circuit open, throttled, paused) and its caller parks it.
+
+    Raised only before a request is sent: nothing of this delivery is in flight.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,7 @@ class PlatformDispatcher:
         self._retry = RetryPolicy.from_settings(settings)
         self._bucket = TokenBucket.from_settings(settings)
         self._hold = PlatformHold(on_hold_added=metrics.throttled_seconds.labels(*self._labels).inc)
+        self._max_concurrency = settings.max_concurrency
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._circuit_gauge = metrics.circuit_open.labels(*self._labels)
         self._circuit_gauge.set(0)
@@ -81,6 +95,17 @@ class PlatformDispatcher:
             for code in (NO_RESPONSE_CODE,)
         }
         self._request_seconds = metrics.platform_request_seconds.labels(*self._labels)
+
+    @property
+    def held(self) -> bool:
+        """The connection takes no request now and will not for a while: its circuit is not closed,
+        or a platform-wide throttle holds it for longer than `HOLD_IN_MEMORY_S`."""
+        return self.circuit.state is not CircuitState.CLOSED or self._hold.remaining_s > HOLD_IN_MEMORY_S
+
+    @property
+    def window(self) -> int:
+        """Deliveries of this connection kept in memory at once; the rest wait in the store."""
+        return 2 * self._max_concurrency
 
     def _on_circuit_change(self, state: CircuitState) -> None:
         self._circuit_gauge.set(0 if state is CircuitState.CLOSED else 1)
@@ -94,13 +119,22 @@ class PlatformDispatcher:
             self._requests[code] = counter
         counter.inc()
 
-    async def deliver(self, request: PlatformRequest, superseded: Superseded = None) -> DeliveryReport:
+    async def deliver(
+        self, request: PlatformRequest, superseded: Superseded = None, park_if: ParkIf | None = None
+    ) -> DeliveryReport:
         """Send until an outcome; `superseded`, when given, is asked before every send whether a newer
-        version of the order now waits for this platform (then nothing more is sent for this one)."""
+        version of the order now waits for this platform (then nothing more is sent for this one).
+
+        With `park_if`, the caller can park the delivery: instead of waiting for a held connection
+        (or when `park_if()` says so) this raises `ConnectionHeld` before sending. Without it, the
+        delivery waits for the circuit and the throttle in memory (the drain's probe does).
+        """
         attempts = 0
         started = time.monotonic()
         waited = 0.0
         while True:
+            if park_if is not None and (self.held or park_if()):
+                raise ConnectionHeld
             wait_started = time.monotonic()
             await self.circuit.wait_until_allowed()
             await self._hold.wait()
@@ -119,6 +153,8 @@ class PlatformDispatcher:
                     await self._hold.wait()
                     await self._bucket.acquire()
                 waited += time.monotonic() - wait_started
+                if park_if is not None and park_if():
+                    raise ConnectionHeld
                 if superseded is not None and superseded():
                     # Newer work arrived while this one queued for its slot or its token.
                     return DeliveryReport(Outcome.SUPERSEDED, None, attempts, None)

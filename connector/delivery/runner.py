@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import orjson
 from prometheus_client import Counter, Gauge
 
-from connector.codec import encode_result
+from connector.codec import decode_event, encode_result
 from connector.delivery.connections import UNKNOWN_CONNECTION_LABEL, ConnectionRegistry
-from connector.delivery.dispatcher import DeliveryReport, Superseded
+from connector.delivery.dispatcher import ConnectionHeld, DeliveryReport, ParkIf, Superseded
 from connector.errors import UnmappableError
 from connector.kafka.publisher import Publisher
 from connector.models import (
@@ -35,7 +35,7 @@ from connector.observability.metrics import IdempotencyHit, Metrics
 from connector.observability.tracecontext import TraceContext
 from connector.platforms.http import PlatformRequest
 from connector.policies.backoff import Backoff
-from connector.stores import Claim, ClaimStatus, DeliveryKey
+from connector.stores import Claim, ClaimStatus, DeliveryKey, ParkedDelivery
 from connector.stores.batching import StoreBatcher
 from connector.stores.guard import StoreGuard
 
@@ -72,6 +72,7 @@ class DeliveryRunner:
         claim_lease_s: float,
     ) -> None:
         self._connections = connections
+        self.connections = connections
         self._guard = guard
         self._store = guard.store
         self._batch = StoreBatcher(guard.store, owner, claim_lease_s)
@@ -117,7 +118,42 @@ class DeliveryRunner:
         request = dataclasses.replace(request, headers=(*request.headers, *trace.http_headers()))
         return Delivery(key, request, None, source, trace)
 
-    async def run(self, delivery: Delivery, superseded: Superseded = None) -> None:
+    def prepare_parked(self, parked: ParkedDelivery) -> Delivery:
+        """A parked delivery, built again from its input record with its connection as it is now."""
+        event = decode_event(parked.value, max_bytes=len(parked.value))
+        trace = TraceContext.parse(parked.traceparent) if parked.traceparent else None
+        return self.prepare(
+            event, parked.platform, Source(parked.topic, parked.partition, parked.offset), trace
+        )
+
+    async def park(self, item: ParkedDelivery) -> None:
+        """Keep `item` in the store until `unpark` (waits out a store outage, as every call here)."""
+        await self._guard.call(self._batch.park, item)
+
+    async def unpark(self, item: ParkedDelivery) -> None:
+        await self._guard.call(self._batch.unpark, item)
+
+    async def parked(
+        self, platform: Platform, connection: str, partitions: list[int], limit: int
+    ) -> list[ParkedDelivery]:
+        return await self._guard.call(self._store.parked, platform, connection, partitions, limit)
+
+    async def parked_counts(self, platform: Platform, partitions: list[int]) -> dict[tuple[str, int], int]:
+        return await self._guard.call(self._store.parked_counts, platform, partitions)
+
+    async def run(
+        self, delivery: Delivery, superseded: Superseded = None, park_if: ParkIf | None = None
+    ) -> bool:
+        """Deliver and publish the result; False when, with `park_if`, the delivery's connection was
+        held (`ConnectionHeld`): nothing was sent or published and its claim is released, for the
+        caller to park it."""
+        try:
+            await self._run(delivery, superseded, park_if)
+        except ConnectionHeld:
+            return False
+        return True
+
+    async def _run(self, delivery: Delivery, superseded: Superseded, park_if: ParkIf | None) -> None:
         key = delivery.key
         claim = await self._claim(key)
         busy = Backoff(0.05, 1.0)
@@ -154,7 +190,7 @@ class DeliveryRunner:
             self._inflight[(key.platform, label)] = gauge
         gauge.inc()
         try:
-            await self._run_claimed(delivery, claim.status, superseded)
+            await self._run_claimed(delivery, claim.status, superseded, park_if)
         finally:
             gauge.dec()
 
@@ -166,7 +202,9 @@ class DeliveryRunner:
         async with self._claiming:
             return await self._guard.call(self._batch.claim, key)
 
-    async def _run_claimed(self, delivery: Delivery, status: ClaimStatus, superseded: Superseded) -> None:
+    async def _run_claimed(
+        self, delivery: Delivery, status: ClaimStatus, superseded: Superseded, park_if: ParkIf | None
+    ) -> None:
         key = delivery.key
         started = time.monotonic()
         if status is ClaimStatus.STALE:
@@ -175,7 +213,7 @@ class DeliveryRunner:
             ).inc()
             report = DeliveryReport(Outcome.SKIPPED_STALE, None, 0, None)
         else:
-            report = await self._attempt(delivery, superseded)
+            report = await self._attempt(delivery, superseded, park_if)
         # Built from known-good values: pydantic's validation would only re-check them.
         result = OrderSyncResult.model_construct(
             result_id=OrderSyncResult.result_id_for(key.event_id, key.platform),
@@ -211,7 +249,9 @@ class DeliveryRunner:
             raise
         self._reported(result, delivery.trace)
 
-    async def _attempt(self, delivery: Delivery, superseded: Superseded) -> DeliveryReport:
+    async def _attempt(
+        self, delivery: Delivery, superseded: Superseded, park_if: ParkIf | None
+    ) -> DeliveryReport:
         if delivery.request is None:
             return DeliveryReport(Outcome.UNMAPPABLE, None, 0, delivery.unmappable)
         key = delivery.key
@@ -221,7 +261,11 @@ class DeliveryRunner:
         if dispatcher is None:
             return DeliveryReport(Outcome.UNMAPPABLE, None, 0, _not_configured(key))
         try:
-            return await dispatcher.deliver(delivery.request, superseded)
+            return await dispatcher.deliver(delivery.request, superseded, park_if)
+        except ConnectionHeld:
+            # Nothing was sent: whoever sends it later (from the store) claims it afresh.
+            await self._guard.call(self._store.release, key, self._owner)
+            raise
         except asyncio.CancelledError:
             # Abandoned (rebalance or shutdown): let whoever gets the partition next send it at once.
             release = self._store.release(delivery.key, self._owner)

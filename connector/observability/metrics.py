@@ -107,6 +107,13 @@ class Metrics:
             ["platform", "connection"],
             registry=r,
         )
+        self.held_deliveries = Gauge(
+            "order_sync_held_deliveries",
+            "Deliveries parked in the store while their connection is held, per connection"
+            ' (README "Isolation between connections").',
+            ["platform", "connection"],
+            registry=r,
+        )
         self.circuit_open = Gauge(
             "order_sync_circuit_open",
             "1 while the platform's circuit is open or half-open.",

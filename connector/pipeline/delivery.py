@@ -17,8 +17,10 @@ from connector.models import Platform, Source
 from connector.observability.metrics import Metrics
 from connector.observability.tracecontext import TraceContext
 from connector.pipeline.lanes import LaneTicket, OrderingLanes
+from connector.pipeline.parking import Parking
 from connector.pipeline.pipeline import Work
 from connector.pipeline.screening import MessageScreen, first_seen_content
+from connector.stores import ParkedDelivery
 
 
 class _Waiting:
@@ -37,12 +39,14 @@ class DeliveryStage:
         platform: Platform,
         screen: MessageScreen,
         runner: DeliveryRunner,
+        parking: Parking,
         metrics: Metrics,
         supersede: bool = False,
     ) -> None:
         self._platform = platform
         self._screen = screen
         self._runner = runner
+        self._parking = parking
         self._lanes = OrderingLanes()
         self._event_seconds = metrics.event_seconds
         self._supersede = supersede
@@ -56,25 +60,59 @@ class DeliveryStage:
         event = screened.event
         if event is None or not event.targets.includes(self._platform):
             return None
+        source = Source(record.topic, record.partition, record.offset)
+        trace = TraceContext.from_headers(record.headers) if record.headers else None
+        connection = event.targets.connection_of(self._platform)
+        if self._parking.route(connection, record.partition, record.offset):
+            # Its connection is held (or has its window in memory): it waits in the store, and
+            # its offset completes once it is there.
+            parked = ParkedDelivery(
+                event.event_id,
+                self._platform,
+                connection,
+                record.topic,
+                record.partition,
+                record.offset,
+                record.value,
+                trace.traceparent if trace is not None else None,
+            )
+            return self._park(screened.verdict(), parked)
         # The lane ticket is taken now, in consumption order: deliveries of one order keep input order.
         ticket = self._lanes.take(event.order.order_number)
         # From here on the delivery holds its request, not the decoded event (a tenth of the memory).
-        source = Source(record.topic, record.partition, record.offset)
-        trace = TraceContext.from_headers(record.headers) if record.headers else None
         delivery = self._runner.prepare(event, self._platform, source, trace)
-        return self._deliver(screened.verdict(), delivery, ticket, time.monotonic())
+        self._parking.entered(connection, record.partition)
+        return self._deliver(screened.verdict(), delivery, ticket, time.monotonic(), record.value)
 
-    def assigned(self, partitions: list[TopicPartition]) -> None:
+    async def assigned(self, partitions: list[TopicPartition]) -> None:
         self._screen.assigned(self._platform.value, [(tp.topic, tp.partition) for tp in partitions])
+        await self._parking.assigned([tp.partition for tp in partitions])
 
-    def revoked(self, partitions: list[TopicPartition]) -> None:
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
         self._screen.revoked(self._platform.value, [(tp.topic, tp.partition) for tp in partitions])
+        await self._parking.revoked([tp.partition for tp in partitions])
+
+    async def close(self) -> None:
+        await self._parking.close()
+
+    async def _park(self, verdict: asyncio.Future[bool], parked: ParkedDelivery) -> None:
+        if not await first_seen_content(verdict):
+            self._parking.unreserve(parked.connection, parked.partition)
+            return  # a conflicting copy of an event_id: the intake dead-letters it
+        await self._parking.park(parked)
 
     async def _deliver(
-        self, verdict: asyncio.Future[bool], delivery: Delivery, ticket: LaneTicket, consumed_at: float
+        self,
+        verdict: asyncio.Future[bool],
+        delivery: Delivery,
+        ticket: LaneTicket,
+        consumed_at: float,
+        value: bytes,
     ) -> None:
         key = delivery.key
+        source = delivery.source
         waiting: _Waiting | None = None
+        parked: ParkedDelivery | None = None
         try:
             if not await first_seen_content(verdict):
                 return  # a conflicting copy of an event_id: the intake dead-letters it
@@ -88,11 +126,28 @@ class DeliveryStage:
             if waiting is not None:
                 version, known = key.version, waiting
                 superseded = lambda: known.newest > version  # noqa: E731 - asked before each send
-            await self._runner.run(delivery, superseded)
+            park_if = self._parking.park_if(key.connection, source.partition, source.offset)
+            if not await self._runner.run(delivery, superseded, park_if):
+                # Its connection is held: its place in the store is taken before the next version
+                # of the order (in memory behind this one) asks whether it must park too.
+                self._parking.reserve(key.connection, source.partition, source.offset)
+                parked = ParkedDelivery(
+                    key.event_id,
+                    self._platform,
+                    key.connection,
+                    source.topic,
+                    source.partition,
+                    source.offset,
+                    value,
+                    delivery.trace.traceparent,
+                )
+                await self._parking.park(parked)
         finally:
+            self._parking.left(key.connection, source.partition)
             ticket.finish()
             if waiting is not None:
                 waiting.count -= 1
                 if not waiting.count:
                     del self._waiting[key.order_number]
-        self._event_seconds.observe(time.monotonic() - consumed_at)
+        if parked is None:
+            self._event_seconds.observe(time.monotonic() - consumed_at)

@@ -53,11 +53,14 @@ class IntakeStage:
         verdict.add_done_callback(functools.partial(self._on_verdict, record, event_id, settled))
         return settled
 
-    def assigned(self, partitions: list[TopicPartition]) -> None:
+    async def assigned(self, partitions: list[TopicPartition]) -> None:
         self._screen.assigned(INTAKE_PIPELINE, [(tp.topic, tp.partition) for tp in partitions])
 
-    def revoked(self, partitions: list[TopicPartition]) -> None:
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
         self._screen.revoked(INTAKE_PIPELINE, [(tp.topic, tp.partition) for tp in partitions])
+
+    async def close(self) -> None:
+        return None
 
     def _on_verdict(
         self,

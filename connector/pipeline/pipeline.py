@@ -48,12 +48,16 @@ class Stage(Protocol):
         """Called synchronously, in consumption order (ordering tickets are taken here)."""
         ...
 
-    def assigned(self, partitions: list[TopicPartition]) -> None:
-        """The pipeline now reads these partitions."""
+    async def assigned(self, partitions: list[TopicPartition]) -> None:
+        """The pipeline now reads these partitions (called before any of their messages is taken)."""
         ...
 
-    def revoked(self, partitions: list[TopicPartition]) -> None:
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
         """The pipeline no longer reads these partitions (its work on them is drained)."""
+        ...
+
+    async def close(self) -> None:
+        """The pipeline stops: end what the stage runs beside the messages' work."""
         ...
 
 
@@ -112,6 +116,7 @@ class Pipeline:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await self._stage.close()
             await self._commit()
             with contextlib.suppress(KafkaError):
                 await self._source.stop()
@@ -233,7 +238,7 @@ class Pipeline:
             return
         await self._drain(min(self._kafka.rebalance_drain_s, self._settings.shutdown_timeout_s), mine)
         await self._commit(mine)
-        self._stage.revoked(mine)
+        await self._stage.revoked(mine)
         for tp in mine:
             partition = self._partitions.pop(tp)
             partition.dropped = True
@@ -249,7 +254,7 @@ class Pipeline:
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         for tp in assigned:
             self._partitions.setdefault(tp, _Partition())
-        self._stage.assigned(assigned)
+        await self._stage.assigned(assigned)
         for tp in assigned:
             # Lag is measured from the committed offset; learn it now rather than after the first commit.
             self._partitions[tp].committed = await self._source.committed(tp)

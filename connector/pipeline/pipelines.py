@@ -17,6 +17,7 @@ from connector.models import Platform
 from connector.observability.metrics import Metrics
 from connector.pipeline.delivery import DeliveryStage
 from connector.pipeline.intake import IntakeStage
+from connector.pipeline.parking import Parking
 from connector.pipeline.pipeline import Pipeline
 from connector.pipeline.screening import MessageScreen
 from connector.stores.guard import StoreGuard
@@ -58,7 +59,8 @@ class Pipelines:
             self.all.append(self._pipeline(INTAKE_PIPELINE, stage, settings, guard, metrics))
         for platform in platforms:
             supersede = settings.platforms.get(platform).supersede_queued_versions
-            delivery = DeliveryStage(platform, self.screen, runner, metrics, supersede)
+            parking = Parking(platform, runner, runner.connections, metrics)
+            delivery = DeliveryStage(platform, self.screen, runner, parking, metrics, supersede)
             self.all.append(self._pipeline(platform.value, delivery, settings, guard, metrics))
         self.stopping = False
 

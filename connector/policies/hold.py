@@ -31,6 +31,11 @@ class PlatformHold:
     def held(self) -> bool:
         return self._clock() < self._until
 
+    @property
+    def remaining_s(self) -> float:
+        """How long the hold in force lasts still (0 when there is none)."""
+        return max(0.0, self._until - self._clock())
+
     def hold_for(self, seconds: float) -> None:
         now = self._clock()
         until = now + seconds

@@ -12,6 +12,7 @@ from connector.stores.base import (
     DeliveryState,
     IdempotencyStore,
     OrderRecords,
+    ParkedDelivery,
 )
 from connector.stores.factory import open_store
 
@@ -22,5 +23,6 @@ __all__ = [
     "DeliveryState",
     "IdempotencyStore",
     "OrderRecords",
+    "ParkedDelivery",
     "open_store",
 ]

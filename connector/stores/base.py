@@ -102,6 +102,24 @@ class OrderRecords:
 
 
 @dataclass(frozen=True, slots=True)
+class ParkedDelivery:
+    """A delivery waiting in the store for its held connection (README "Isolation between
+    connections"): the input record it came from, whole, so it can be built again when it is sent
+    (with the connection's settings of that moment), and where it came from, for its order."""
+
+    event_id: str
+    platform: Platform
+    connection: str
+    topic: str
+    partition: int
+    offset: int
+    #: The input record's value, as consumed.
+    value: bytes
+    #: The input record's `traceparent`, when it had one.
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     status: ClaimStatus
     #: With UNREPORTED: the result event recorded earlier, as published bytes.
@@ -167,6 +185,28 @@ class IdempotencyStore(ABC):
         )
 
     @abstractmethod
+    async def park(self, items: Sequence[ParkedDelivery]) -> None:
+        """Keep these deliveries until `unpark`; one already parked (same `event_id` and platform)
+        is left as it is, so a record consumed again after a crash is parked once."""
+
+    @abstractmethod
+    async def parked(
+        self, platform: Platform, connection: str, partitions: Sequence[int], limit: int
+    ) -> list[ParkedDelivery]:
+        """At most `limit` of the connection's parked deliveries from `partitions`, in input order
+        within each partition (by offset; partitions in ascending order)."""
+
+    @abstractmethod
+    async def unpark(self, items: Sequence[ParkedDelivery]) -> None:
+        """Forget these parked deliveries (sent, or ended otherwise); absent ones are ignored."""
+
+    @abstractmethod
+    async def parked_counts(
+        self, platform: Platform, partitions: Sequence[int]
+    ) -> dict[tuple[str, int], int]:
+        """How many deliveries are parked, per `(connection, partition)` that has any, for `partitions`."""
+
+    @abstractmethod
     async def release(self, key: DeliveryKey, owner: str) -> None:
         """Drop this owner's claim if it has no outcome yet (work abandoned before the request finished)."""
 
@@ -175,8 +215,9 @@ class IdempotencyStore(ABC):
         """Delete at most `limit` delivery and event records last touched before `older_than` (aware).
 
         Returns how many were deleted. Applied versions are kept (they are one row per order and
-        platform and guard against stale replays). A backend that expires records by itself after its
-        retention (Redis key TTLs) deletes nothing here and returns 0.
+        platform and guard against stale replays), and so are parked deliveries (work not done). A
+        backend that expires records by itself after its retention (Redis key TTLs) deletes nothing
+        here and returns 0.
         """
 
 

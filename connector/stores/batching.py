@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 from connector.errors import StoreUnavailableError
 from connector.models import Outcome
-from connector.stores import Claim, DeliveryKey, IdempotencyStore
+from connector.stores import Claim, DeliveryKey, IdempotencyStore, ParkedDelivery
 
 Item = TypeVar("Item")
 Answer = TypeVar("Answer")
@@ -100,6 +100,8 @@ class StoreBatcher:
             functools.partial(self._record, reported=True)
         )
         self._reports: Coalescer[DeliveryKey, None] = Coalescer(self._mark)
+        self._parks: Coalescer[ParkedDelivery, None] = Coalescer(self._park)
+        self._unparks: Coalescer[ParkedDelivery, None] = Coalescer(self._unpark)
 
     async def check_event(self, event_id: str, fingerprint: str) -> bool:
         return await self._checks.submit((event_id, fingerprint))
@@ -114,6 +116,20 @@ class StoreBatcher:
 
     async def mark_reported(self, key: DeliveryKey) -> None:
         await self._reports.submit(key)
+
+    async def park(self, item: ParkedDelivery) -> None:
+        await self._parks.submit(item)
+
+    async def unpark(self, item: ParkedDelivery) -> None:
+        await self._unparks.submit(item)
+
+    async def _park(self, items: list[ParkedDelivery]) -> list[None]:
+        await self.store.park(items)
+        return [None] * len(items)
+
+    async def _unpark(self, items: list[ParkedDelivery]) -> list[None]:
+        await self.store.unpark(items)
+        return [None] * len(items)
 
     async def _record(self, items: list[tuple[DeliveryKey, Outcome, bytes]], *, reported: bool) -> list[None]:
         await self.store.record_outcomes(items, reported=reported)

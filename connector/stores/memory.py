@@ -18,6 +18,7 @@ from connector.stores.base import (
     DeliveryState,
     IdempotencyStore,
     OrderRecords,
+    ParkedDelivery,
 )
 
 
@@ -36,6 +37,7 @@ class MemoryStore(IdempotencyStore):
         self._deliveries: dict[tuple[str, Platform], _Record] = {}
         self._events: dict[str, tuple[str, datetime]] = {}
         self._versions: dict[tuple[str, str], int] = {}
+        self._parked: dict[tuple[str, Platform], ParkedDelivery] = {}
 
     async def open(self) -> None:
         return None
@@ -105,6 +107,37 @@ class MemoryStore(IdempotencyStore):
                 record.reported = True
                 record.result = None
                 record.touched_at = datetime.now(UTC)
+
+    async def park(self, items: Sequence[ParkedDelivery]) -> None:
+        for item in items:
+            self._parked.setdefault((item.event_id, item.platform), item)
+
+    async def parked(
+        self, platform: Platform, connection: str, partitions: Sequence[int], limit: int
+    ) -> list[ParkedDelivery]:
+        wanted = set(partitions)
+        found = [
+            item
+            for item in self._parked.values()
+            if item.platform is platform and item.connection == connection and item.partition in wanted
+        ]
+        return sorted(found, key=lambda item: (item.partition, item.offset))[:limit]
+
+    async def unpark(self, items: Sequence[ParkedDelivery]) -> None:
+        for item in items:
+            self._parked.pop((item.event_id, item.platform), None)
+
+    async def parked_counts(
+        self, platform: Platform, partitions: Sequence[int]
+    ) -> dict[tuple[str, int], int]:
+        wanted = set(partitions)
+        counts: dict[tuple[str, int], int] = {}
+        for item in self._parked.values():
+            if item.platform is platform and item.partition in wanted:
+                counts[(item.connection, item.partition)] = (
+                    counts.get((item.connection, item.partition), 0) + 1
+                )
+        return counts
 
     async def release(self, key: DeliveryKey, owner: str) -> None:
         record = self._deliveries.get((key.event_id, key.platform))

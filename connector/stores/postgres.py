@@ -30,6 +30,7 @@ from connector.stores.base import (
     DeliveryKey,
     DeliveryState,
     OrderRecords,
+    ParkedDelivery,
     store_boundary,
 )
 
@@ -58,6 +59,7 @@ class PostgresStore(BatchedStore):
         self._deliveries = f"{qualify}order_sync_deliveries"
         self._events = f"{qualify}order_sync_events"
         self._versions = f"{qualify}order_sync_applied_versions"
+        self._parked = f"{qualify}order_sync_parked_deliveries"
 
     async def open(self) -> None:
         if self._pool is not None:
@@ -275,6 +277,123 @@ class PostgresStore(BatchedStore):
                 [platform for _, platform in pairs],
             )
 
+    async def park(self, items: Sequence[ParkedDelivery]) -> None:
+        """One statement for the batch, rows inserted in key order (so replicas lock them alike) and,
+        for a delivery in the batch twice, the first in list order kept, as one after another would."""
+        if not items:
+            return
+        async with self._connection("park") as conn:
+            await conn.execute(
+                f"""
+                INSERT INTO {self._parked}
+                    (event_id, platform, connection, topic, partition, "offset", value, traceparent)
+                SELECT event_id, platform, connection, topic, partition, "offset", value, traceparent
+                FROM unnest(
+                    $1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[],
+                    $7::bytea[], $8::text[]
+                ) WITH ORDINALITY
+                    AS i(event_id, platform, connection, topic, partition, "offset", value, traceparent, n)
+                ORDER BY event_id, platform, n
+                ON CONFLICT (event_id, platform) DO NOTHING
+                """,
+                [item.event_id for item in items],
+                [item.platform.value for item in items],
+                [item.connection for item in items],
+                [item.topic for item in items],
+                [item.partition for item in items],
+                [item.offset for item in items],
+                [item.value for item in items],
+                [item.traceparent for item in items],
+            )
+
+    async def parked(
+        self, platform: Platform, connection: str, partitions: Sequence[int], limit: int
+    ) -> list[ParkedDelivery]:
+        """Each partition read on its own down the position index (at most `limit` rows apiece), and
+        only those merged: an `= ANY(...)` over several partitions would not come out of the index in
+        order, so the server would have to read and sort every parked row of the connection."""
+        wanted = sorted(set(partitions))
+        if not wanted or limit <= 0:
+            return []
+        async with self._connection("parked") as conn:
+            rows = await conn.fetch(
+                f"""
+                SELECT p.* FROM unnest($3::int[]) AS k(partition)
+                CROSS JOIN LATERAL (
+                    SELECT event_id, platform, connection, topic, partition, "offset", value, traceparent
+                    FROM {self._parked} AS d
+                    WHERE d.platform = $1 AND d.connection = $2 AND d.partition = k.partition
+                    ORDER BY d."offset"
+                    LIMIT $4
+                ) AS p
+                ORDER BY p.partition, p."offset"
+                LIMIT $4
+                """,
+                platform.value,
+                connection,
+                wanted,
+                limit,
+            )
+        return [
+            ParkedDelivery(
+                row["event_id"],
+                Platform(row["platform"]),
+                row["connection"],
+                row["topic"],
+                row["partition"],
+                row["offset"],
+                row["value"],
+                row["traceparent"],
+            )
+            for row in rows
+        ]
+
+    async def unpark(self, items: Sequence[ParkedDelivery]) -> None:
+        if not items:
+            return
+        pairs = sorted({(item.event_id, item.platform.value) for item in items})
+        async with self._connection("unpark") as conn, conn.transaction():
+            # Rows locked first, in key order, as `mark_reported` does, so two replicas unparking
+            # overlapping batches (during a rebalance) never wait on each other in a circle.
+            await conn.execute(
+                f"""
+                SELECT 1 FROM {self._parked} AS d
+                JOIN unnest($1::text[], $2::text[]) AS k(event_id, platform)
+                  ON d.event_id = k.event_id AND d.platform = k.platform
+                ORDER BY d.event_id, d.platform
+                FOR UPDATE OF d
+                """,
+                [event_id for event_id, _ in pairs],
+                [platform for _, platform in pairs],
+            )
+            await conn.execute(
+                f"""
+                DELETE FROM {self._parked} AS d
+                USING unnest($1::text[], $2::text[]) AS k(event_id, platform)
+                WHERE d.event_id = k.event_id AND d.platform = k.platform
+                """,
+                [event_id for event_id, _ in pairs],
+                [platform for _, platform in pairs],
+            )
+
+    async def parked_counts(
+        self, platform: Platform, partitions: Sequence[int]
+    ) -> dict[tuple[str, int], int]:
+        wanted = sorted(set(partitions))
+        if not wanted:
+            return {}
+        async with self._connection("parked_counts") as conn:
+            rows = await conn.fetch(
+                f"""
+                SELECT connection, partition, count(*) AS parked FROM {self._parked}
+                WHERE platform = $1 AND partition = ANY($2::int[])
+                GROUP BY connection, partition
+                """,
+                platform.value,
+                wanted,
+            )
+        return {(row["connection"], row["partition"]): int(row["parked"]) for row in rows}
+
     async def release(self, key: DeliveryKey, owner: str) -> None:
         async with self._connection("release") as conn:
             await conn.execute(
@@ -317,7 +436,8 @@ class PostgresStore(BatchedStore):
         return removed
 
     async def _create_tables(self, conn: Any) -> None:
-        tables = [self._deliveries, self._events, self._versions]
+        # A database from before parking lacks only its table: the DDL below adds it (and its index).
+        tables = [self._deliveries, self._events, self._versions, self._parked]
         if await conn.fetchval(
             "SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest($1::text[]) AS name", tables
         ):
@@ -356,6 +476,19 @@ class PostgresStore(BatchedStore):
                     version      bigint NOT NULL,
                     PRIMARY KEY (order_number, platform)
                 );
+                CREATE TABLE IF NOT EXISTS {self._parked} (
+                    event_id    text    NOT NULL,
+                    platform    text    NOT NULL,
+                    connection  text    NOT NULL,
+                    topic       text    NOT NULL,
+                    partition   integer NOT NULL,
+                    "offset"    bigint  NOT NULL,
+                    value       bytea   NOT NULL,
+                    traceparent text,
+                    PRIMARY KEY (event_id, platform)
+                );
+                CREATE INDEX IF NOT EXISTS order_sync_parked_deliveries_position
+                    ON {self._parked} (platform, connection, partition, "offset");
                 """
             )
 

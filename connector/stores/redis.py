@@ -6,12 +6,19 @@ times come from the server's clock (`TIME`). Keys, under a prefix:
     {prefix}:delivery:{event_id}:{platform}    hash: state, owner, claimed_at (µs), outcome, result
     {prefix}:event:{event_id}                  string: the content fingerprint
     {prefix}:applied:{order_number}:{platform} string: the highest applied version (decimal)
+    {prefix}:parked:{event_id}:{platform}      hash: a parked delivery (connection, topic, partition,
+                                               offset, value, and traceparent when it has one)
+    {prefix}:parked-queue:{platform}:{connection}:{partition}
+                                               sorted set: the event ids parked there, scored by offset
+    {prefix}:parked-queues:{platform}          set: the platform's parked-queue keys that hold any
 
-The platform is always the last part and never contains ':', so keys cannot collide.
+The platform is always the last part and never contains ':', so keys cannot collide; in a
+parked-queue key the partition is last instead, and a connection name never contains ':' either.
 
 Retention is Redis's own: every write sets the delivery or event key to expire `retention_s` after
 it, which is exactly "delete what was last touched longer ago than the retention". `purge` therefore
-has nothing to do and returns 0. Applied versions never expire. Configure the server with
+has nothing to do and returns 0. Applied versions never expire, nor do parked deliveries (work not
+yet done: they go only by `unpark`). Configure the server with
 `maxmemory-policy noeviction`: an evicted delivery key would let a delivery be sent twice.
 
 Claim and record touch two keys (the delivery and the applied version), so Redis Cluster is not
@@ -42,6 +49,7 @@ from connector.stores.base import (
     DeliveryKey,
     DeliveryState,
     OrderRecords,
+    ParkedDelivery,
     store_boundary,
 )
 
@@ -136,6 +144,31 @@ if known == ARGV[1] then return 1 end
 return 0
 """
 
+# KEYS: parked delivery, its parked-queue, the platform's parked-queues.
+# ARGV: event id, offset, connection, topic, partition, value, traceparent, '1' when it has one.
+_PARK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'connection', ARGV[3], 'topic', ARGV[4], 'partition', ARGV[5],
+  'offset', ARGV[2], 'value', ARGV[6])
+if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'traceparent', ARGV[7]) end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[3], KEYS[2])
+return 1
+"""
+
+# KEYS: parked delivery, the platform's parked-queues. ARGV: event id, the platform's parked-queue
+# key up to the connection. The queue is the one the delivery was parked in, read from its record
+# (the one key not passed in KEYS, as only the record knows it; Redis Cluster is unsupported anyway).
+_UNPARK = """
+local record = redis.call('HMGET', KEYS[1], 'connection', 'partition')
+if not record[1] then return 0 end
+local queue = ARGV[2] .. record[1] .. ':' .. record[2]
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', queue, ARGV[1])
+if redis.call('EXISTS', queue) == 0 then redis.call('SREM', KEYS[2], queue) end
+return 1
+"""
+
 #: Keys per `mark_reported` script call, so one call never holds the server for long.
 _REPORT_CHUNK = 500
 
@@ -186,12 +219,22 @@ class RedisStore(BatchedStore):
         self._mark_reported = self._client.register_script(_MARK_REPORTED)
         self._release = self._client.register_script(_RELEASE)
         self._check_event = self._client.register_script(_CHECK_EVENT)
+        self._park = self._client.register_script(_PARK)
+        self._unpark = self._client.register_script(_UNPARK)
 
     async def open(self) -> None:
         async with self._boundary("open"):
             await self._client.ping()
             # Loads the scripts now, so a server that refuses Lua fails at start-up, not mid-stream.
-            for script in (self._claim, self._record, self._mark_reported, self._release, self._check_event):
+            for script in (
+                self._claim,
+                self._record,
+                self._mark_reported,
+                self._release,
+                self._check_event,
+                self._park,
+                self._unpark,
+            ):
                 await self._client.script_load(script.script)
 
     async def close(self) -> None:
@@ -276,6 +319,95 @@ class RedisStore(BatchedStore):
             {d: DeliveryState(_text(s)) for d, s in zip(deliveries, states, strict=True) if s is not None},
         )
 
+    async def park(self, items: Sequence[ParkedDelivery]) -> None:
+        await self._run_many(
+            "park",
+            self._park,
+            [
+                (
+                    [
+                        self._parked_key(item.event_id, item.platform),
+                        self._queue_key(item.platform, item.connection, item.partition),
+                        self._queues_key(item.platform),
+                    ],
+                    [
+                        item.event_id,
+                        item.offset,
+                        item.connection,
+                        item.topic,
+                        item.partition,
+                        item.value,
+                        item.traceparent or "",
+                        int(item.traceparent is not None),
+                    ],
+                )
+                for item in items
+            ],
+        )
+
+    async def parked(
+        self, platform: Platform, connection: str, partitions: Sequence[int], limit: int
+    ) -> list[ParkedDelivery]:
+        """Two round trips: the first `limit` event ids of each partition's queue, then the records
+        of the first `limit` of them in (partition, offset) order. Scores are doubles, so offsets
+        order exactly up to 2^53 (the offset returned is the record's own, exact)."""
+        wanted = sorted(set(partitions))
+        if not wanted or limit <= 0:
+            return []
+        async with self._boundary("parked"):
+            pipe = self._client.pipeline(transaction=False)
+            for partition in wanted:
+                pipe.zrange(self._queue_key(platform, connection, partition), 0, limit - 1)
+            queues = await pipe.execute()
+            event_ids = [_text(e) for queue in queues for e in queue][:limit]
+            if not event_ids:
+                return []
+            pipe = self._client.pipeline(transaction=False)
+            for event_id in event_ids:
+                pipe.hgetall(self._parked_key(event_id, platform))
+            records = await pipe.execute()
+        # A record gone in between was unparked meanwhile: it is no longer parked.
+        return [
+            _parked_from(event_id, platform, record)
+            for event_id, record in zip(event_ids, records, strict=True)
+            if record
+        ]
+
+    async def unpark(self, items: Sequence[ParkedDelivery]) -> None:
+        await self._run_many(
+            "unpark",
+            self._unpark,
+            [
+                (
+                    [self._parked_key(item.event_id, item.platform), self._queues_key(item.platform)],
+                    [item.event_id, self._queue_prefix(item.platform)],
+                )
+                for item in items
+            ],
+        )
+
+    async def parked_counts(
+        self, platform: Platform, partitions: Sequence[int]
+    ) -> dict[tuple[str, int], int]:
+        """The platform's set of non-empty queues names them, so no SCAN of the keyspace is needed."""
+        wanted = set(partitions)
+        if not wanted:
+            return {}
+        start = len(self._queue_prefix(platform))
+        async with self._boundary("parked_counts"):
+            queues: list[tuple[str, str, int]] = []
+            for name in await self._client.smembers(self._queues_key(platform)):
+                connection, _, partition = _text(name)[start:].rpartition(":")
+                if int(partition) in wanted:
+                    queues.append((_text(name), connection, int(partition)))
+            if not queues:
+                return {}
+            pipe = self._client.pipeline(transaction=False)
+            for name, _, _ in queues:
+                pipe.zcard(name)
+            sizes = await pipe.execute()
+        return {(c, p): int(n) for (_, c, p), n in zip(queues, sizes, strict=True) if n}
+
     async def release(self, key: DeliveryKey, owner: str) -> None:
         await self._run("release", self._release, [self._delivery_key(key)], [owner])
 
@@ -291,6 +423,18 @@ class RedisStore(BatchedStore):
 
     def _applied_key(self, key: DeliveryKey) -> str:
         return f"{self._prefix}:applied:{key.order_number}:{key.target}"
+
+    def _parked_key(self, event_id: str, platform: Platform) -> str:
+        return f"{self._prefix}:parked:{event_id}:{platform.value}"
+
+    def _queue_key(self, platform: Platform, connection: str, partition: int) -> str:
+        return f"{self._queue_prefix(platform)}{connection}:{partition}"
+
+    def _queue_prefix(self, platform: Platform) -> str:
+        return f"{self._prefix}:parked-queue:{platform.value}:"
+
+    def _queues_key(self, platform: Platform) -> str:
+        return f"{self._prefix}:parked-queues:{platform.value}"
 
     async def _run(self, operation: str, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         async with self._boundary(operation):
@@ -313,6 +457,20 @@ class RedisStore(BatchedStore):
         return store_boundary(
             self._where, operation, self._timeout_s, (RedisError, OSError), self._redactor.redact
         )
+
+
+def _parked_from(event_id: str, platform: Platform, record: dict[bytes, bytes]) -> ParkedDelivery:
+    traceparent = record.get(b"traceparent")
+    return ParkedDelivery(
+        event_id,
+        platform,
+        _text(record[b"connection"]),
+        _text(record[b"topic"]),
+        int(record[b"partition"]),
+        int(record[b"offset"]),
+        record[b"value"],
+        None if traceparent is None else _text(traceparent),
+    )
 
 
 def _glob_escape(text: str) -> str:

@@ -43,6 +43,7 @@ from connector.stores.base import (
     DeliveryKey,
     DeliveryState,
     OrderRecords,
+    ParkedDelivery,
     store_boundary,
 )
 
@@ -75,7 +76,22 @@ CREATE TABLE IF NOT EXISTS applied_versions (
     version      INTEGER NOT NULL,
     PRIMARY KEY (order_number, platform)
 );
+CREATE TABLE IF NOT EXISTS parked_deliveries (
+    event_id    TEXT    NOT NULL,
+    platform    TEXT    NOT NULL,
+    connection  TEXT    NOT NULL,
+    topic       TEXT    NOT NULL,
+    partition   INTEGER NOT NULL,
+    "offset"    INTEGER NOT NULL,
+    value       BLOB    NOT NULL,
+    traceparent TEXT,
+    PRIMARY KEY (event_id, platform)
+);
+CREATE INDEX IF NOT EXISTS parked_deliveries_position
+    ON parked_deliveries (platform, connection, partition, "offset");
 """
+
+_PARKED_COLUMNS = 'event_id, platform, connection, topic, partition, "offset", value, traceparent'
 
 _ERRORS = (sqlite3.Error, OSError, ValueError)
 #: Operations in one transaction at most: bounds how long the first of them waits for the commit.
@@ -269,6 +285,93 @@ class SqliteStore(BatchedStore):
 
         await self._run("mark_reported", mark)
 
+    async def park(self, items: Sequence[ParkedDelivery]) -> None:
+        if not items:
+            return
+
+        def park(db: sqlite3.Connection) -> None:
+            # DO NOTHING keeps the first of a delivery parked twice (consumed again after a crash).
+            db.executemany(
+                f"INSERT INTO parked_deliveries ({_PARKED_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (event_id, platform) DO NOTHING",
+                [
+                    (
+                        item.event_id,
+                        item.platform.value,
+                        item.connection,
+                        item.topic,
+                        item.partition,
+                        item.offset,
+                        item.value,
+                        item.traceparent,
+                    )
+                    for item in items
+                ],
+            )
+
+        await self._run("park", park)
+
+    async def parked(
+        self, platform: Platform, connection: str, partitions: Sequence[int], limit: int
+    ) -> list[ParkedDelivery]:
+        wanted = sorted(set(partitions))
+        if not wanted or limit <= 0:
+            return []
+
+        def read(db: sqlite3.Connection) -> list[ParkedDelivery]:
+            # The IN list is walked in ascending order over the position index, so the rows come out
+            # in (partition, offset) order without a sort and the LIMIT stops the scan early; the
+            # chunks of partitions ascend too, so their rows simply follow one another.
+            found: list[ParkedDelivery] = []
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                rows = db.execute(
+                    f"SELECT {_PARKED_COLUMNS} FROM parked_deliveries "
+                    f"WHERE platform = ? AND connection = ? AND partition IN ({','.join('?' * len(chunk))}) "
+                    'ORDER BY partition, "offset" LIMIT ?',
+                    (platform.value, connection, *chunk, limit - len(found)),
+                ).fetchall()
+                found.extend(_parked_from(row) for row in rows)
+                if len(found) >= limit:
+                    break
+            return found
+
+        return await self._run("parked", read)
+
+    async def unpark(self, items: Sequence[ParkedDelivery]) -> None:
+        if not items:
+            return
+
+        def unpark(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "DELETE FROM parked_deliveries WHERE event_id = ? AND platform = ?",
+                [(item.event_id, item.platform.value) for item in items],
+            )
+
+        await self._run("unpark", unpark)
+
+    async def parked_counts(
+        self, platform: Platform, partitions: Sequence[int]
+    ) -> dict[tuple[str, int], int]:
+        wanted = sorted(set(partitions))
+        if not wanted:
+            return {}
+
+        def count(db: sqlite3.Connection) -> dict[tuple[str, int], int]:
+            counts: dict[tuple[str, int], int] = {}
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                rows = db.execute(
+                    "SELECT connection, partition, count(*) FROM parked_deliveries "
+                    f"WHERE platform = ? AND partition IN ({','.join('?' * len(chunk))}) "
+                    "GROUP BY connection, partition",
+                    (platform.value, *chunk),
+                ).fetchall()
+                counts.update({(str(c), int(p)): int(n) for c, p, n in rows})
+            return counts
+
+        return await self._run("parked_counts", count)
+
     async def release(self, key: DeliveryKey, owner: str) -> None:
         def release(db: sqlite3.Connection) -> None:
             db.execute(
@@ -427,6 +530,20 @@ def _claim_all(
         written,
     )
     return claims
+
+
+def _parked_from(row: Any) -> ParkedDelivery:
+    event_id, platform, connection, topic, partition, offset, value, traceparent = row
+    return ParkedDelivery(
+        event_id,
+        Platform(platform),
+        connection,
+        topic,
+        int(partition),
+        int(offset),
+        bytes(value),
+        traceparent,
+    )
 
 
 #: Host parameters in one `IN (...)` list; SQLite allows 32 766 since 3.32, 999 before.

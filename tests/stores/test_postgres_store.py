@@ -103,4 +103,5 @@ async def test_tables_are_created_in_the_given_schema(postgres_url: str, schema:
         "order_sync_applied_versions",
         "order_sync_deliveries",
         "order_sync_events",
+        "order_sync_parked_deliveries",
     ]

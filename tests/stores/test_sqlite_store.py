@@ -36,7 +36,7 @@ async def test_open_creates_the_database_in_wal_mode(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "store.db") as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"deliveries", "events", "applied_versions"}
+    assert tables == {"deliveries", "events", "applied_versions", "parked_deliveries"}
 
 
 async def test_open_on_an_unusable_path_names_the_path(tmp_path: Path) -> None:
