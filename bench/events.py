@@ -38,8 +38,15 @@ def _targets(order_number: str, serial: int) -> dict[str, Any]:
     }
 
 
-def bench_events(count: int, seed: int) -> list[BenchEvent]:
-    """`count` valid events in publishing order (several per order, keyed by order number)."""
+def connection_name(serial: int, connections: int) -> str:
+    """The connection an order lives on when orders are spread over `connections` per platform."""
+    index = serial % connections
+    return "default" if index == 0 else f"conn{index}"
+
+
+def bench_events(count: int, seed: int, connections: int = 1) -> list[BenchEvent]:
+    """`count` valid events in publishing order (several per order, keyed by order number); with
+    `connections` > 1, each order lives on one of that many connections of every platform."""
     samples = generate(count, seed=seed, unmappable=False, malformed=False)
     serials: dict[str, int] = {}
     events: list[BenchEvent] = []
@@ -48,6 +55,9 @@ def bench_events(count: int, seed: int) -> list[BenchEvent]:
         order_number = document["order"]["order_number"]
         serial = serials.setdefault(order_number, seed * 10_000_000 + len(serials))
         document["targets"] = _targets(order_number, serial)
+        if connections > 1 and (name := connection_name(serial, connections)) != "default":
+            for target in document["targets"].values():
+                target["connection"] = name
         events.append(BenchEvent(document["event_id"], key, orjson.dumps(document)))
     return events
 

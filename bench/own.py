@@ -8,7 +8,7 @@ acknowledges every result at once, so neither HTTP nor Kafka is in the figure. R
 process, it moves far less from run to run than the end-to-end scenarios of `bench.run`: a yardstick
 for changes to the delivery path (bench/README.md, "The connector's own work").
 
-    python -m bench.own --events 5000 [--store sqlite|memory] [--profile]
+    python -m bench.own --events 5000 [--store sqlite|memory] [--connections N] [--profile]
 
 Prints CPU per event and per delivery (process time over the run, both threads); `--profile` adds
 cProfile's top functions by own time (cProfile roughly doubles the time it measures).
@@ -25,11 +25,12 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from bench.events import PLATFORM_COUNT, bench_events
+from bench.events import PLATFORM_COUNT, bench_events, connection_name
 from connector.commands import eventloop
-from connector.config import INTAKE_PIPELINE, PlatformsSettings
+from connector.config import PlatformsSettings
 from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.dispatcher import DeliveryReport, PlatformDispatcher
 from connector.delivery.runner import DeliveryRunner
@@ -40,6 +41,7 @@ from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor
 from connector.pipeline.delivery import DeliveryStage
 from connector.pipeline.intake import IntakeStage
+from connector.pipeline.parking import Parking
 from connector.pipeline.pipeline import Stage
 from connector.pipeline.pipelines import JUDGED_WINDOWS
 from connector.pipeline.screening import MessageScreen
@@ -58,12 +60,18 @@ WINDOW = 500
 
 
 class _Applied:
-    """Stands in for a platform's dispatcher: the adapter maps, nothing is sent, all is applied."""
+    """Stands in for a connection's dispatcher: the adapter maps, nothing is sent, all is applied."""
+
+    #: Never held, and a window no backlog fills: every delivery goes from memory.
+    held = False
+    window = 1 << 30
 
     def __init__(self, platform: Platform, settings: PlatformsSettings) -> None:
         self.adapter = build_adapter(platform, settings.get(platform), Transport(), Redactor())
 
-    async def deliver(self, request: PlatformRequest, superseded: Any = None) -> DeliveryReport:
+    async def deliver(
+        self, request: PlatformRequest, superseded: Any = None, park_if: Any = None
+    ) -> DeliveryReport:
         return DeliveryReport(Outcome.APPLIED, 200, 1, None)
 
 
@@ -89,10 +97,10 @@ def _platform_settings() -> PlatformsSettings:
 
 
 async def own_work(
-    events: int, store: IdempotencyStore, profile: cProfile.Profile | None
+    events: int, store: IdempotencyStore, profile: cProfile.Profile | None, connections: int = 1
 ) -> tuple[float, int]:
     """CPU seconds for `events` events through the intake and the four platform stages, and the
-    results published."""
+    results published; with `connections`, spread over that many connections per platform."""
     settings = _platform_settings()
     metrics = Metrics()
     await store.open()
@@ -100,25 +108,31 @@ async def own_work(
     # Stand-ins with the same methods as the real parts (duck-typed, as the unit tests' are).
     acknowledged = _Acknowledged()
     publisher = cast(Publisher, acknowledged)
-    dispatchers = {p: cast(PlatformDispatcher, _Applied(p, settings)) for p in Platform}
-    runner = DeliveryRunner(
-        ConnectionRegistry.of(dispatchers), guard, publisher, metrics, owner="own", claim_lease_s=30
-    )
+    dispatchers = {
+        (p, connection_name(n, connections)): cast(PlatformDispatcher, _Applied(p, settings))
+        for p in Platform
+        for n in range(connections)
+    }
+    registry = ConnectionRegistry.of(dispatchers)
+    runner = DeliveryRunner(registry, guard, publisher, metrics, owner="own", claim_lease_s=30)
     screen = MessageScreen(
         runner.check_event, 1_048_576, capacity=WINDOW, judged_span=JUDGED_WINDOWS * 2 * WINDOW
     )
     stages: list[Stage] = [
         IntakeStage(screen, publisher, metrics),
-        *(DeliveryStage(p, screen, runner, metrics) for p in Platform),
+        *(
+            DeliveryStage(p, screen, runner, Parking(p, runner, registry, metrics, 2 * WINDOW), metrics)
+            for p in Platform
+        ),
     ]
-    readers = [INTAKE_PIPELINE, *(p.value for p in Platform)]
-    for reader in readers:
-        screen.assigned(reader, [(TOPIC, 0)])
+    tp = TopicPartition(TOPIC, 0)
+    for stage in stages:
+        await stage.assigned([tp])
     records = [
         ConsumerRecord(
             TOPIC, 0, offset, 0, 0, event.key, event.value, None, len(event.key), len(event.value), []
         )
-        for offset, event in enumerate(bench_events(events, seed=11))
+        for offset, event in enumerate(bench_events(events, seed=11, connections=connections))
     ]
     loop = asyncio.get_running_loop()
     started = time.process_time()
@@ -135,6 +149,8 @@ async def own_work(
     if profile is not None:
         profile.disable()
     cpu = time.process_time() - started
+    for stage in stages:
+        await stage.close()
     await screen.close()
     await store.close()
     return cpu, acknowledged.results
@@ -144,6 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument("--connections", type=int, default=1, help="Connections per platform.")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     profile = cProfile.Profile() if args.profile else None
@@ -151,10 +168,11 @@ def main() -> None:
         store: IdempotencyStore = (
             SqliteStore(Path(workdir) / "own.db") if args.store == "sqlite" else MemoryStore()
         )
-        cpu, _ = eventloop.run(own_work(args.events, store, profile), "uvloop")
+        cpu, _ = eventloop.run(own_work(args.events, store, profile, args.connections), "uvloop")
     deliveries = args.events * PLATFORM_COUNT
     print(
-        f"{args.events} events, {args.store} store: {cpu / args.events * 1000:.3f} ms of CPU per event, "
+        f"{args.events} events, {args.store} store, {args.connections} connections per platform: "
+        f"{cpu / args.events * 1000:.3f} ms of CPU per event, "
         f"{cpu / deliveries * 1e6:.1f} µs per delivery"
     )
     if profile is not None:

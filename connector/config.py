@@ -204,8 +204,8 @@ class PlatformSettings(_Section):
     )
     connections: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="More accounts on this platform, by name: any key above; an unset key is the"
-        ' platform\'s (README "Connections").',
+        description="More accounts on this platform, as `…__CONNECTIONS__{CONN}__{KEY}`: any key above;"
+        ' a key a connection leaves unset is the platform\'s (README "Connections").',
     )
 
     @classmethod

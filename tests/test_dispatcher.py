@@ -74,7 +74,7 @@ async def test_a_platform_wide_throttle_holds_every_request_until_its_reset_and_
         early += [e for e in log if first.answered_at + IN_FLIGHT_SLACK_S < e.at < until and e.status == 429]
     assert early == [], f"{len(early)} requests were sent inside a throttle window"
     held = metrics.registry.get_sample_value(
-        "order_sync_throttled_seconds_total", {"platform": "sellercloud"}
+        "order_sync_throttled_seconds_total", {"platform": "sellercloud", "connection": "default"}
     )
     assert held is not None
     windows = len({e.notes["limited_until"] for e in refused})

@@ -122,12 +122,21 @@ def validate(file: Path, config_file: Path | None) -> None:
 )
 @click.option("--chaos", is_flag=True, help="Turn on simulator faults: an outage, 429s, token expiry.")
 @click.option(
+    "--connections",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Accounts per platform the orders are spread over (default, conn1, ...).",
+)
+@click.option(
     "--bootstrap-servers", help="Use this Kafka instead of an embedded broker (topics get a suffix)."
 )
 @click.option(
     "--summary-json", type=click.Path(dir_okay=False, path_type=Path), help="Also write the summary as JSON."
 )
-def demo(events: int, chaos: bool, bootstrap_servers: str | None, summary_json: Path | None) -> None:
+def demo(
+    events: int, chaos: bool, connections: int, bootstrap_servers: str | None, summary_json: Path | None
+) -> None:
     """Broker, simulators, connector and sample events in one process, with live progress."""
     from rich.console import Console
 
@@ -139,7 +148,14 @@ def demo(events: int, chaos: bool, bootstrap_servers: str | None, summary_json: 
         console = Console(width=120)
     sys.exit(
         eventloop.run(
-            run_demo(events, chaos, console, bootstrap_servers=bootstrap_servers, summary_json=summary_json)
+            run_demo(
+                events,
+                chaos,
+                console,
+                bootstrap_servers=bootstrap_servers,
+                summary_json=summary_json,
+                connections=connections,
+            )
         )
     )
 
@@ -161,7 +177,7 @@ def demo(events: int, chaos: bool, bootstrap_servers: str | None, summary_json: 
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Accounts per platform, each with its own credentials and orders: default, acct-1, acct-2, ...",
+    help="Accounts per platform, each with its own credentials and orders: default, acct1, acct2, ...",
 )
 def simulate(
     port: int,

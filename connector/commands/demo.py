@@ -12,6 +12,7 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -22,8 +23,10 @@ from rich.table import Table
 from connector.app import Connector
 from connector.config import Settings, load_settings
 from connector.devtools.broker import EmbeddedBroker, free_port
-from connector.devtools.samples import SampleSet, generate
+from connector.devtools.samples import SampleSet, connection_names, generate
+from connector.devtools.simulators.elasticpath import ElasticPathSimulator
 from connector.devtools.simulators.limits import RequestsPerSecond, WindowQuota
+from connector.devtools.simulators.sellercloud import SellercloudSimulator
 from connector.devtools.simulators.server import SimulatorSuite
 from connector.kafka.client import create_topics
 from connector.models import Outcome, Platform
@@ -37,6 +40,11 @@ CHAOS_SELLERCLOUD_QUOTA = 100
 CHAOS_SELLERCLOUD_WINDOW_S = 2.0
 CHAOS_ELASTICPATH_STORE_RPS = 100.0
 CHAOS_ELASTICPATH_SHARED_EVERY = 40
+#: `--chaos --connections N`: this Sellercloud account is down for this long (the others are not).
+CHAOS_DOWN_ACCOUNT = "conn1"
+CHAOS_DOWN_S = 20.0
+#: Up to this many connections per platform, progress and summary show each connection.
+SHOWN_CONNECTIONS = 4
 TOPIC_NAMES = ("orders.changed", "orders.sync.succeeded", "orders.sync.failed", "orders.changed.dlq")
 
 
@@ -48,15 +56,22 @@ class Tally:
     durations: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     seen: set[str] = field(default_factory=set)
     dlq: Counter[str] = field(default_factory=Counter)
+    #: Count per `platform/connection` rather than per platform.
+    by_connection: bool = False
 
     def add_result(self, value: bytes) -> str | None:
         result = orjson.loads(value)
         if result["result_id"] in self.seen:
             return None
         self.seen.add(result["result_id"])
-        self.outcomes[result["platform"]][result["outcome"]] += 1
-        self.durations[result["platform"]].append(result["duration_ms"])
-        return str(result["platform"])
+        label = _label(result["platform"], result.get("connection", "default"), self.by_connection)
+        self.outcomes[label][result["outcome"]] += 1
+        self.durations[label].append(result["duration_ms"])
+        return label
+
+
+def _label(platform: str, connection: str, by_connection: bool) -> str:
+    return f"{platform}/{connection}" if by_connection else platform
 
 
 def _settings(env: dict[str, str], store: Path, http_port: int) -> Settings:
@@ -77,21 +92,38 @@ def _settings(env: dict[str, str], store: Path, http_port: int) -> Settings:
 
 
 def _chaos(suite: SimulatorSuite) -> list[str]:
-    """Turn on faults and platform limits a newcomer should see handled; return what was turned on."""
-    suite.sellercloud.faults.outage_for(6.0)
-    # Sellercloud's hourly quota (10,800 requests, then 429 until its reset time), scaled down to
-    # seconds so that a demo meets it; the demo's connector does not pace Sellercloud itself.
-    suite.sellercloud.limit = WindowQuota(CHAOS_SELLERCLOUD_QUOTA, CHAOS_SELLERCLOUD_WINDOW_S)
-    # A production store's limit, which the storefront shares: a 429 now and then that has nothing
-    # to do with the connector's own rate.
-    suite.elasticpath.limit = RequestsPerSecond(CHAOS_ELASTICPATH_STORE_RPS)
-    suite.elasticpath.faults.update(rate_limit_every=CHAOS_ELASTICPATH_SHARED_EVERY, retry_after_s=1)
-    suite.vucustom.faults.update(error_rate=0.05)
-    suite.ventmere.faults.update(latency_s=0.005, jitter_s=0.02)
-    for simulator in (suite.sellercloud, suite.elasticpath):
-        simulator.tokens.lifetime_s = 5.0
+    """Turn on faults and platform limits a newcomer should see handled; return what was turned on.
+
+    Every account gets its own quota and limits, as each is an account of its own on the platform.
+    """
+    several = len(suite.accounts(Platform.SELLERCLOUD)) > 1
+    if several:
+        suite.account(Platform.SELLERCLOUD, CHAOS_DOWN_ACCOUNT).faults.outage_for(CHAOS_DOWN_S)
+    else:
+        suite.sellercloud.faults.outage_for(6.0)
+    for account in suite.accounts(Platform.SELLERCLOUD).values():
+        # Sellercloud's hourly quota (10,800 requests, then 429 until its reset time), scaled down
+        # to seconds so that a demo meets it; the demo's connector does not pace Sellercloud itself.
+        account.limit = WindowQuota(CHAOS_SELLERCLOUD_QUOTA, CHAOS_SELLERCLOUD_WINDOW_S)
+        cast(SellercloudSimulator, account).tokens.lifetime_s = 5.0
+    for account in suite.accounts(Platform.ELASTICPATH).values():
+        # A production store's limit, which the storefront shares: a 429 now and then that has
+        # nothing to do with the connector's own rate.
+        account.limit = RequestsPerSecond(CHAOS_ELASTICPATH_STORE_RPS)
+        account.faults.update(rate_limit_every=CHAOS_ELASTICPATH_SHARED_EVERY, retry_after_s=1)
+        cast(ElasticPathSimulator, account).tokens.lifetime_s = 5.0
+    for account in suite.accounts(Platform.VUCUSTOM).values():
+        account.faults.update(error_rate=0.05)
+    for account in suite.accounts(Platform.VENTMERE).values():
+        account.faults.update(latency_s=0.005, jitter_s=0.02)
+    down = (
+        f"Sellercloud: account {CHAOS_DOWN_ACCOUNT} answers 503 for the first {CHAOS_DOWN_S:g} s (its"
+        " deliveries wait in the store; the other accounts keep their pace)"
+        if several
+        else "Sellercloud: 503 outage for the first 6 s (circuit breaker opens, deliveries wait)"
+    )
     return [
-        "Sellercloud: 503 outage for the first 6 s (circuit breaker opens, deliveries wait)",
+        down,
         f"Sellercloud: quota of {CHAOS_SELLERCLOUD_QUOTA} requests per {CHAOS_SELLERCLOUD_WINDOW_S:g} s, then"
         " 429 until its RateLimitResetTime (every Sellercloud request is held until then)",
         f"Elastic Path: a store allowing {CHAOS_ELASTICPATH_STORE_RPS:g} requests/s, shared with a"
@@ -183,6 +215,7 @@ async def run_demo(
     timeout_s: float = 600,
     bootstrap_servers: str | None = None,
     summary_json: Path | None = None,
+    connections: int = 1,
 ) -> int:
     """Run the demo; with `bootstrap_servers`, use that broker (topics get a unique suffix) instead of
     an embedded one. Exit code 0 when every event reached an outcome on every platform."""
@@ -202,8 +235,20 @@ async def run_demo(
         # On the broker the demo was given, whatever its host: not on 127.0.0.1 at the same port.
         await create_topics(bootstrap_servers, list(topics), partitions=4)
         suite = await stack.enter_async_context(SimulatorSuite())
+        for platform in Platform:
+            for name in connection_names(connections)[1:]:
+                suite.add_account(platform, name)
         return await _run(
-            events, chaos, console, timeout_s, bootstrap_servers, topics, suite, workdir, summary_json
+            events,
+            chaos,
+            console,
+            timeout_s,
+            bootstrap_servers,
+            topics,
+            suite,
+            workdir,
+            summary_json,
+            connections,
         )
     raise AssertionError("unreachable")
 
@@ -218,6 +263,7 @@ async def _run(
     suite: SimulatorSuite,
     workdir: Path,
     summary_json: Path | None,
+    connections: int,
 ) -> int:
     log_path = workdir / "connector.log"
     notes = _chaos(suite) if chaos else []
@@ -233,19 +279,30 @@ async def _run(
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     connector = Connector(settings)
-    samples = generate(events)
+    samples = generate(events, connections=connections)
+    by_connection = 1 < connections <= SHOWN_CONNECTIONS
     expected: Counter[str] = Counter()
-    for platforms in samples.targets.values():
-        expected.update(platforms)
-    console.print(f"[bold]order-sync demo[/]: {events} events ({samples.malformed} malformed) on {topics[0]}")
+    for event_id, platforms in samples.targets.items():
+        expected.update(
+            _label(p, samples.connections.get((event_id, p), "default"), by_connection) for p in platforms
+        )
+    accounts = f", {connections} accounts per platform" if connections > 1 else ""
+    console.print(
+        f"[bold]order-sync demo[/]: {events} events ({samples.malformed} malformed){accounts} on {topics[0]}"
+    )
     console.print(f"  broker {bootstrap}, simulators http://127.0.0.1:{suite.port}")
     console.print(f"  metrics http://127.0.0.1:{http_port}/metrics, logs {log_path}")
     for note in notes:
         console.print(f"  [yellow]chaos[/]: {note}")
     run = asyncio.create_task(connector.run())
     started = time.monotonic()
-    tally = Tally()
-    columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    tally = Tally(by_connection=by_connection)
+    columns = (
+        TextColumn("{task.description:<20}" if by_connection else "{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         bars = {p: progress.add_task(p, total=n) for p, n in sorted(expected.items())}
         dlq_bar = progress.add_task("dlq", total=samples.malformed)
@@ -267,15 +324,17 @@ async def _run(
         f"DLQ: {sum(tally.dlq.values())} ({reasons or 'none'}), "
         f"{elapsed:.1f}s ({deliveries / elapsed:.0f} deliveries/s)"
     )
-    registry = connector.metrics.registry
-    held = {
-        p.value: registry.get_sample_value("order_sync_throttled_seconds_total", {"platform": p.value}) or 0.0
-        for p in Platform
-    }
+    held: defaultdict[str, float] = defaultdict(float)
+    for metric in connector.metrics.throttled_seconds.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                held[_label(sample.labels["platform"], sample.labels["connection"], connections > 1)] += (
+                    sample.value
+                )
     if any(held.values()):
         console.print(
             "held by platform-wide throttles (order_sync_throttled_seconds_total): "
-            + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in held.items() if seconds)
+            + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in sorted(held.items()) if seconds)
         )
     console.print(f"metrics were served at http://127.0.0.1:{http_port}/metrics; connector log: {log_path}")
     if summary_json is not None:

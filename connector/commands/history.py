@@ -407,6 +407,8 @@ def _versions(
         for platform in sorted({*item.platforms, *here}, key=list(Platform).index):
             state = records.deliveries.get((item.event_id or "", platform))
             store = state.value if state is not None else None
+            if (item.event_id or "", platform) in records.parked:
+                store = PARKED
             if platform in here:
                 linked.add(id(here[platform]))
                 version.deliveries.append(_delivery(here[platform], store))
@@ -488,7 +490,8 @@ def _applied(results: Iterable[_Result], records: OrderRecords) -> dict[str, App
             version = int(result.document["order_version"])
             from_results[target] = max(version, from_results.get(target, version))
     applied: dict[str, Applied] = {}
-    for target in sorted({*records.applied, *from_results}):
+    order = {p.value: i for i, p in enumerate(Platform)}
+    for target in sorted({*records.applied, *from_results}, key=lambda t: (order.get(t.split("/")[0], 9), t)):
         store, seen = records.applied.get(target), from_results.get(target)
         known = [v for v in (store, seen) if v is not None]
         if known:
@@ -498,7 +501,12 @@ def _applied(results: Iterable[_Result], records: OrderRecords) -> dict[str, App
 
 # --- showing ------------------------------------------------------------------------------------
 
+#: A delivery's store state when it waits, parked, for its held connection (README "Isolation
+#: between connections").
+PARKED = "parked"
+
 _STORE_NOTES = {
+    PARKED: "held: waiting in the store for its connection",
     DeliveryState.CLAIMED.value: "in flight",
     DeliveryState.DONE.value: "outcome stored, result not yet published",
     DeliveryState.REPORTED.value: "reported; its result is outside the window",

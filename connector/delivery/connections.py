@@ -100,11 +100,19 @@ class ConnectionRegistry:
         return registry
 
     @classmethod
-    def of(cls, dispatchers: Mapping[Platform, PlatformDispatcher]) -> ConnectionRegistry:
-        """A registry of ready-made dispatchers, each its platform's `default` connection."""
-        registry = cls(list(dispatchers), Transport(), Redactor(()), Metrics())
-        for platform, dispatcher in dispatchers.items():
-            registry._dispatchers[(platform, DEFAULT_CONNECTION)] = dispatcher
+    def of(
+        cls,
+        dispatchers: Mapping[Platform, PlatformDispatcher]
+        | Mapping[tuple[Platform, str], PlatformDispatcher],
+    ) -> ConnectionRegistry:
+        """A registry of ready-made dispatchers (tests, benchmarks): by platform, each its `default`
+        connection, or by (platform, connection)."""
+        keyed = {
+            (key, DEFAULT_CONNECTION) if isinstance(key, Platform) else key: dispatcher
+            for key, dispatcher in dispatchers.items()
+        }
+        registry = cls(sorted({platform for platform, _ in keyed}), Transport(), Redactor(()), Metrics())
+        registry._dispatchers.update(keyed)
         return registry
 
     def dispatcher(self, platform: Platform, connection: str) -> PlatformDispatcher | None:

@@ -104,7 +104,7 @@ class PlatformDispatcher:
 
     @property
     def window(self) -> int:
-        """Deliveries of this connection kept in memory at once; the rest wait in the store."""
+        """Parked deliveries of this connection sent at once by its drain (a page)."""
         return 2 * self._max_concurrency
 
     def _on_circuit_change(self, state: CircuitState) -> None:

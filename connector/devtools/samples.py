@@ -35,6 +35,13 @@ class SampleSet:
     #: Valid events (event_id -> targeted platform names).
     targets: dict[str, list[str]] = field(default_factory=dict)
     malformed: int = 0
+    #: With several connections: the connection each (event_id, platform) names (absent: `default`).
+    connections: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def connection_names(count: int) -> list[str]:
+    """The accounts of each platform when orders are spread over `count`: `default`, conn1, conn2, ..."""
+    return ["default", *(f"conn{k}" for k in range(1, count))]
 
 
 def _address(rng: random.Random, *, drop_state: bool = False) -> dict[str, Any]:
@@ -120,16 +127,23 @@ def _targets(rng: random.Random, index: int) -> dict[str, Any]:
     return targets
 
 
-def generate(count: int, seed: int = 7, *, unmappable: bool = True, malformed: bool = True) -> SampleSet:
+def generate(
+    count: int, seed: int = 7, *, unmappable: bool = True, malformed: bool = True, connections: int = 1
+) -> SampleSet:
     """`count` messages: orders of 1-4 versions, about 5% cancellations, 2% stale replays,
-    1% unmappable (a US address without a state), 1% malformed."""
+    1% unmappable (a US address without a state), 1% malformed; with `connections` > 1, each order
+    lives on one of that many accounts of each platform (`connection_names`), round robin."""
     rng = random.Random(seed)
+    names = connection_names(connections)
     base = datetime(2024, 1, 2, 7, 0, tzinfo=UTC)
     samples = SampleSet()
     index = 0
     while len(samples.messages) < count:
         order_number = f"ord-{seed}-{index:06d}"
         targets = _targets(rng, index)
+        for shift, target in enumerate(targets.values()):
+            if (name := names[(index + shift) % len(names)]) != "default":
+                target["connection"] = name
         versions = rng.randint(1, 4)
         for version in range(1, versions + 1):
             if len(samples.messages) >= count:
@@ -147,10 +161,16 @@ def generate(count: int, seed: int = 7, *, unmappable: bool = True, malformed: b
                 event["order"]["shipping_address"]["state"] = None
             samples.messages.append((key, orjson.dumps(event)))
             samples.targets[event["event_id"]] = list(targets)
+            samples.connections.update(
+                {(event["event_id"], p): t["connection"] for p, t in targets.items() if "connection" in t}
+            )
             if version > 1 and rng.random() < 0.02 and len(samples.messages) < count:
                 # An old version re-sent under a new event id: applied versions guard against it.
                 stale = _event(rng, order_number, version - 1, targets, "open", base)
                 samples.messages.append((key, orjson.dumps(stale)))
                 samples.targets[stale["event_id"]] = list(targets)
+                samples.connections.update(
+                    {(stale["event_id"], p): t["connection"] for p, t in targets.items() if "connection" in t}
+                )
         index += 1
     return samples

@@ -4,8 +4,10 @@ README "Isolation between connections" argues the design; in short:
 
 - A delivery normally waits in memory, in its pipeline's in-flight window. That is right while its
   connection takes requests. A connection that is held (circuit open, a long throttle, a pause) or
-  that has `window` deliveries in memory already would otherwise fill the window of the whole
-  platform, and its oldest delivery would hold back the commit of every later offset.
+  that holds its share of the window already (`MAX_INFLIGHT_EVENTS` divided among the connections
+  with deliveries in memory) would otherwise fill the window of the whole platform, and its oldest
+  delivery would hold back the commit of every later offset. A lone busy connection has the whole
+  window, as before connections existed: nothing of it is parked unless it is held.
 - So such a delivery is *parked*: written to the idempotency store (the input record whole, and
   where it came from), and its offset completes once the write is acknowledged. Memory holds a
   count per (connection, partition), never the backlog.
@@ -33,7 +35,7 @@ from prometheus_client import Gauge
 
 from connector.delivery.connections import UNKNOWN_CONNECTION_LABEL, ConnectionRegistry
 from connector.delivery.dispatcher import ParkIf
-from connector.delivery.runner import DeliveryRunner
+from connector.delivery.runner import Delivery, DeliveryRunner
 from connector.errors import InvalidEventError
 from connector.models import Platform
 from connector.observability.metrics import Metrics
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: How often a drainer looks again for a connection that was removed while deliveries waited for it.
 REMOVED_RECHECK_S = 5.0
+#: With SUPERSEDE_QUEUED_VERSIONS, parked deliveries read at once (versions collapse within a page).
+SUPERSEDE_PAGE = 512
 _NOTHING_PARKED = 2**63
 
 
@@ -62,9 +66,19 @@ class _Lane:
 
 class Parking:
     def __init__(
-        self, platform: Platform, runner: DeliveryRunner, connections: ConnectionRegistry, metrics: Metrics
+        self,
+        platform: Platform,
+        runner: DeliveryRunner,
+        connections: ConnectionRegistry,
+        metrics: Metrics,
+        capacity: int,
+        supersede: bool = False,
     ) -> None:
         self._platform = platform
+        self._supersede = supersede
+        self._turn = 0
+        #: The pipeline's in-flight limit, shared among the connections with deliveries in memory.
+        self._capacity = capacity
         self._runner = runner
         self._connections = connections
         self._held_metric = metrics.held_deliveries
@@ -90,10 +104,15 @@ class Parking:
             dispatcher = self._connections.dispatcher(self._platform, connection)
             if dispatcher is None:
                 return False  # not configured (and nothing waits for it): unmappable at once
-            if not dispatcher.held and self._in_memory.get(connection, 0) < dispatcher.window:
+            if not dispatcher.held and self._in_memory.get(connection, 0) < self._share(connection):
                 return False
         self._reserve(connection, partition, offset)
         return True
+
+    def _share(self, connection: str) -> int:
+        """How many of the pipeline's in-flight deliveries this connection may hold in memory."""
+        active = len(self._in_memory) + (connection not in self._in_memory)
+        return max(1, self._capacity // active)
 
     def entered(self, connection: str, partition: int) -> None:
         self._lane(connection, partition).in_memory += 1
@@ -213,27 +232,37 @@ class Parking:
                     wake.clear()
                     continue
                 self._removed_logged.discard(connection)
-                page = await self._runner.parked(self._platform, connection, ready, dispatcher.window)
+                # One partition a page, in turn: an order lives in one partition, so a page holds
+                # its versions in order, and the partitions share the connection's drain.
+                partition = ready[self._turn % len(ready)]
+                self._turn += 1
+                # Superseding looks further ahead: only versions in one page collapse to the newest.
+                size = max(dispatcher.window, SUPERSEDE_PAGE) if self._supersede else dispatcher.window
+                page = await self._runner.parked(self._platform, connection, [partition], size)
                 if not page:
-                    self._settle_counts(connection, ready)
+                    self._settle_counts(connection, [partition])
                     continue
+                prepared = [(item, delivery) for item in page if (delivery := await self._prepare(item))]
+                if not prepared:
+                    continue
+                newest = self._newest(prepared)
                 if dispatcher.held:
                     # The oldest goes alone and waits for the circuit as its probe; the rest stay.
-                    await self._send(page[0], None, OrderingLanes())
+                    await self._send(*prepared[0], newest, None, OrderingLanes())
                     continue
                 stopped: list[bool] = []
                 lanes = OrderingLanes()
-                await asyncio.gather(*(self._send(item, stopped, lanes) for item in page))
+                await asyncio.gather(
+                    *(self._send(item, delivery, newest, stopped, lanes) for item, delivery in prepared)
+                )
         finally:
             if self._drainers.get(connection) is asyncio.current_task():
                 del self._drainers[connection]
                 self._wake.pop(connection, None)
 
-    async def _send(self, item: ParkedDelivery, stopped: list[bool] | None, lanes: OrderingLanes) -> None:
-        """Send one parked delivery; with `stopped`, not waiting for a held connection: the first
-        that finds it held stops the page, and what follows in the page stays parked."""
+    async def _prepare(self, item: ParkedDelivery) -> Delivery | None:
         try:
-            delivery = self._runner.prepare_parked(item)
+            return self._runner.prepare_parked(item)
         except InvalidEventError as exc:
             # It passed the intake when it was parked; a record that no longer decodes is a bug.
             log.error(
@@ -247,8 +276,31 @@ class Parking:
             )
             await self._runner.unpark(item)
             self._sent(item)
-            return
-        ticket = lanes.take(delivery.key.order_number)
+            return None
+
+    def _newest(self, prepared: list[tuple[ParkedDelivery, Delivery]]) -> dict[str, int] | None:
+        """With SUPERSEDE_QUEUED_VERSIONS: the newest version of each order in the page; the older
+        ones end `superseded` (versions parked in later pages are not known yet, and go out)."""
+        if not self._supersede:
+            return None
+        newest: dict[str, int] = {}
+        for _, delivery in prepared:
+            key = delivery.key
+            newest[key.order_number] = max(key.version, newest.get(key.order_number, key.version))
+        return newest
+
+    async def _send(
+        self,
+        item: ParkedDelivery,
+        delivery: Delivery,
+        newest: dict[str, int] | None,
+        stopped: list[bool] | None,
+        lanes: OrderingLanes,
+    ) -> None:
+        """Send one parked delivery; with `stopped`, not waiting for a held connection: the first
+        that finds it held stops the page, and what follows in the page stays parked."""
+        key = delivery.key
+        ticket = lanes.take(key.order_number)
         try:
             await ticket.wait_turn()
             park_if: ParkIf | None = None
@@ -257,7 +309,11 @@ class Parking:
                 park_if = lambda: bool(page)  # noqa: E731 - asked before each send
                 if page:
                     return
-            if not await self._runner.run(delivery, None, park_if):
+            superseded = None
+            if newest is not None:
+                order, version = key.order_number, key.version
+                superseded = lambda: newest[order] > version  # noqa: E731 - asked before each send
+            if not await self._runner.run(delivery, superseded, park_if):
                 if stopped is not None:
                     stopped.append(True)
                 return

@@ -59,7 +59,9 @@ class Pipelines:
             self.all.append(self._pipeline(INTAKE_PIPELINE, stage, settings, guard, metrics))
         for platform in platforms:
             supersede = settings.platforms.get(platform).supersede_queued_versions
-            parking = Parking(platform, runner, runner.connections, metrics)
+            parking = Parking(
+                platform, runner, runner.connections, metrics, settings.max_inflight_events, supersede
+            )
             delivery = DeliveryStage(platform, self.screen, runner, parking, metrics, supersede)
             self.all.append(self._pipeline(platform.value, delivery, settings, guard, metrics))
         self.stopping = False

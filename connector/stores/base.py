@@ -99,6 +99,8 @@ class OrderRecords:
     applied: dict[str, int]
     #: Where each asked-for delivery stands; a delivery the store does not hold is absent.
     deliveries: dict[tuple[str, Platform], DeliveryState]
+    #: The asked-for deliveries (`event_id`, platform) parked right now.
+    parked: frozenset[tuple[str, Platform]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

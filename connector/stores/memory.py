@@ -98,7 +98,13 @@ class MemoryStore(IdempotencyStore):
                     deliveries[(event_id, platform)] = DeliveryState.DONE
                 else:
                     deliveries[(event_id, platform)] = DeliveryState.CLAIMED
-        return OrderRecords(applied, deliveries)
+        parked = frozenset(
+            (event_id, platform)
+            for event_id in event_ids
+            for platform in Platform
+            if (event_id, platform) in self._parked
+        )
+        return OrderRecords(applied, deliveries, parked)
 
     async def mark_reported(self, keys: list[DeliveryKey]) -> None:
         for key in keys:

@@ -243,9 +243,14 @@ class PostgresStore(BatchedStore):
                 f"SELECT event_id, platform, state FROM {self._deliveries} WHERE event_id = ANY($1::text[])",
                 list(event_ids),
             )
+            parked = await conn.fetch(
+                f"SELECT event_id, platform FROM {self._parked} WHERE event_id = ANY($1::text[])",
+                list(event_ids),
+            )
         return OrderRecords(
             {str(r["platform"]): int(r["version"]) for r in applied},
             {(r["event_id"], Platform(r["platform"])): DeliveryState(r["state"]) for r in states},
+            frozenset((r["event_id"], Platform(r["platform"])) for r in parked),
         )
 
     async def mark_reported(self, keys: list[DeliveryKey]) -> None:

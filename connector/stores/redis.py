@@ -312,11 +312,16 @@ class RedisStore(BatchedStore):
                 pipe.get(applied_prefix + target)
             for event_id, platform in deliveries:
                 pipe.hget(f"{self._prefix}:delivery:{event_id}:{platform.value}", "state")
+            for event_id, platform in deliveries:
+                pipe.exists(self._parked_key(event_id, platform))
             answers = await pipe.execute()
-        versions, states = answers[: len(targets)], answers[len(targets) :]
+        versions = answers[: len(targets)]
+        states = answers[len(targets) : len(targets) + len(deliveries)]
+        parked = answers[len(targets) + len(deliveries) :]
         return OrderRecords(
             {t: int(_text(v)) for t, v in zip(targets, versions, strict=True) if v is not None},
             {d: DeliveryState(_text(s)) for d, s in zip(deliveries, states, strict=True) if s is not None},
+            frozenset(d for d, found in zip(deliveries, parked, strict=True) if found),
         )
 
     async def park(self, items: Sequence[ParkedDelivery]) -> None:

@@ -264,9 +264,13 @@ class SqliteStore(BatchedStore):
             states = _select_in(
                 db, "SELECT event_id, platform, state FROM deliveries WHERE event_id IN", event_ids
             )
+            parked = _select_in(
+                db, "SELECT event_id, platform FROM parked_deliveries WHERE event_id IN", event_ids
+            )
             return OrderRecords(
                 {str(p): int(v) for p, v in applied},
                 {(e, Platform(p)): DeliveryState(state) for e, p, state in states},
+                frozenset((str(e), Platform(p)) for e, p in parked),
             )
 
         return await self._run("order_records", read)

@@ -512,6 +512,7 @@ def test_prometheus_rule_structure(full_manifests: list[dict[str, Any]], find: A
         "OrderSyncConsumerLagGrowing",
         "OrderSyncPipelineBackpressured",
         "OrderSyncCircuitOpen",
+        "OrderSyncConnectionHeld",
         "OrderSyncNotReady",
         "OrderSyncTargetDown",
     }
@@ -536,12 +537,19 @@ def test_alert_thresholds_follow_values(render: Any, find: Any) -> None:
     values = copy.deepcopy(FULL_VALUES)
     values["prometheusRule"] = {
         "enabled": True,
-        "alerts": {"deliveryFailureRatio": {"threshold": 0.2}, "targetDown": {"enabled": False}},
+        "alerts": {
+            "deliveryFailureRatio": {"threshold": 0.2},
+            "connectionHeld": {"threshold": 50, "for": "30m"},
+            "targetDown": {"enabled": False},
+        },
     }
     rules = find(render(values), "PrometheusRule")["spec"]["groups"][0]["rules"]
     alerts = {r["alert"]: r for r in rules}
     assert "OrderSyncTargetDown" not in alerts
     assert alerts["OrderSyncDeliveryFailureRatioHigh"]["expr"].rstrip().endswith("> 0.2")
+    held = alerts["OrderSyncConnectionHeld"]
+    assert held["expr"].rstrip().endswith("> 50") and held["for"] == "30m"
+    assert "more than 30m" in held["annotations"]["summary"]
 
 
 def test_dashboard_config_map_carries_the_dashboard_file(

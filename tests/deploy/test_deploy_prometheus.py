@@ -4,7 +4,8 @@ A Prometheus from Debian's `prometheus` package scrapes an `order-sync run` subp
 second (job `order-sync`, target label namespace `orders`, as the chart's ServiceMonitor and the
 rendered alert rules expect) while the connector works through a few hundred events to the four
 simulators: applied, rejected, unmappable and stale deliveries, malformed input for the DLQ, and
-an outage of one platform long enough to open its circuit and fill its in-flight limit. Then every
+an outage of one platform long enough to open its circuit and hold its connection (its deliveries
+parked in the store, the platform's pipeline committing on) until it recovers. Then every
 query of every dashboard panel, and every template variable, is evaluated through Prometheus's
 HTTP API with the variables substituted as Grafana would: each must return data, with a value in
 every label its legend names. The rendered alert rules are loaded too and must evaluate cleanly.
@@ -41,6 +42,8 @@ RATE_INTERVAL = "2m"
 #: How long the queries may take to show data once the connector is done (several scrapes).
 SETTLE_S = 10.0
 ORDERS = 250
+#: Orders in the first of the two batches the input is produced in.
+FIRST_BATCH = ORDERS // 2
 STALE = 20
 MALFORMED = (b"{oops", b'{"event_id": 1}', b"[]")
 DOWN = "ventmere"
@@ -158,7 +161,8 @@ async def test_every_dashboard_query_returns_data_from_a_live_connector(
             **suite.connector_env(),
             "ORDER_SYNC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
             "ORDER_SYNC_IDEMPOTENCY__URL": f"sqlite:///{tmp_path / 'store.db'}",
-            # Small enough that the platform that is down fills it and pauses.
+            # Small: the connection that is down parks its deliveries in the store instead of
+            # filling it, so no pipeline pauses for it.
             "ORDER_SYNC_MAX_INFLIGHT_EVENTS": "20",
             **{f"ORDER_SYNC_PLATFORMS__{DOWN.upper()}__{k}": v for k, v in FAST_CIRCUIT.items()},
         }
@@ -171,22 +175,37 @@ async def test_every_dashboard_query_returns_data_from_a_live_connector(
     await prometheus.wait_ready()
     await connector.wait_ready()
 
-    messages, deliveries = _input(suite)
-    suite[Platform(DOWN)].faults.outage = True
-    await produce(bootstrap, topics.input, messages)
-
     async def seen(expr: str) -> bool:
         return bool(await prometheus.query(expr))
 
+    # The connector gets through the input in a second or two, faster than Prometheus's first
+    # scrape may come: rate() needs each series scraped before and after it moved. So the input
+    # goes in two batches, after a first scrape and after the first batch's deliveries were
+    # scraped: every counter the first batch creates grows again in the second.
+    messages, deliveries = _input(suite)
+    first, rest = messages[:FIRST_BATCH], messages[FIRST_BATCH:]
+    await prometheus.wait_until(lambda: seen(f'up{{job="{JOB}"}} == 1'), 30, "the first scrape")
+    suite[Platform(DOWN)].faults.outage = True
+    await produce(bootstrap, topics.input, first)
+    await prometheus.wait_until(
+        lambda: seen(f'sum(order_sync_deliveries_total{{platform!="{DOWN}"}}) >= {3 * FIRST_BATCH}'),
+        30,
+        "the first batch's deliveries scraped",
+    )
+    await produce(bootstrap, topics.input, rest)
+
     async with TopicReader(bootstrap, topics.success, topics.failure, topics.dlq) as reader:
-        # The outage as Prometheus sees it: the circuit open and the in-flight limit reached.
+        # The outage as Prometheus sees it: the circuit open and the connection held, its
+        # deliveries parked in the store rather than filling the pipeline's in-flight limit.
         await prometheus.wait_until(
             lambda: seen(f'max(order_sync_circuit_open{{platform="{DOWN}"}}) == 1'),
             30,
             f"{DOWN}'s circuit open",
         )
         await prometheus.wait_until(
-            lambda: seen("max(order_sync_partitions_paused) == 1"), 30, "a paused pipeline"
+            lambda: seen(f'max(order_sync_held_deliveries{{platform="{DOWN}"}}) > 0'),
+            30,
+            f"{DOWN}'s connection held",
         )
         suite[Platform(DOWN)].faults.outage = False
         await reader.wait_for(
@@ -202,6 +221,9 @@ async def test_every_dashboard_query_returns_data_from_a_live_connector(
     )
     await prometheus.wait_until(
         lambda: seen("max(order_sync_circuit_open) == 0"), 30, "the circuit closed again"
+    )
+    await prometheus.wait_until(
+        lambda: seen("max(order_sync_held_deliveries) == 0"), 30, "every connection caught up"
     )
 
     # A counter that appeared in the last scrape has one sample, too few for rate(): poll until

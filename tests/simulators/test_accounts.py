@@ -349,14 +349,14 @@ async def test_simulate_serves_the_accounts_it_is_asked_for(capsys: pytest.Captu
     settings = load_settings(environ=env)
     for platform in Platform:
         connections = settings.platforms.get(platform).connections
-        assert sorted(connections) == ["acct-1", "acct-2"]
+        assert sorted(connections) == ["acct1", "acct2"]
         default_url = env[f"ORDER_SYNC_PLATFORMS__{platform.value.upper()}__BASE_URL"]
         urls = {default_url, *(keys["base_url"] for keys in connections.values())}
         assert len(urls) == 3
         mount = SimulatorSuite()[platform].mount
-        assert connections["acct-1"]["base_url"].endswith(f"/accounts/acct-1{mount}")
+        assert connections["acct1"]["base_url"].endswith(f"/accounts/acct1{mount}")
         credential = ROTATED[platform]
-        assert connections["acct-1"][credential] != connections["acct-2"][credential]
+        assert connections["acct1"][credential] != connections["acct2"][credential]
         assert env[f"ORDER_SYNC_PLATFORMS__{platform.value.upper()}__{credential.upper()}"] not in {
             keys[credential] for keys in connections.values()
         }

@@ -145,3 +145,18 @@ async def test_parked_deliveries_outlive_the_store_object(backend: Backend, stor
     restarted = await backend.open_replica()
 
     assert await restarted.parked(Platform.SELLERCLOUD, "eu", [0], limit=10) == [parked]
+
+
+async def test_order_records_list_the_asked_for_deliveries_parked_now(store: IdempotencyStore) -> None:
+    event_id, other_id = f"evt-{uuid.uuid4()}", f"evt-{uuid.uuid4()}"
+    sellercloud = a_parked(1, event_id=event_id)
+    elasticpath = a_parked(2, event_id=event_id, platform=Platform.ELASTICPATH, connection="default")
+    await store.park([sellercloud, elasticpath, a_parked(3, event_id=other_id)])
+
+    records = await store.order_records("ord-1", [event_id])
+
+    assert records.parked == {(event_id, Platform.SELLERCLOUD), (event_id, Platform.ELASTICPATH)}
+    assert records.deliveries == {}  # parked is not claimed
+    await store.unpark([sellercloud])
+    assert (await store.order_records("ord-1", [event_id])).parked == {(event_id, Platform.ELASTICPATH)}
+    assert (await store.order_records("ord-1", [])).parked == frozenset()

@@ -47,8 +47,9 @@ SHUTDOWN_TIMEOUT_S = 2.0
 DEFAULT_ACCOUNT = DEFAULT_CONNECTION
 #: Where accounts other than `default` are served: `/accounts/{name}{mount}`.
 ACCOUNTS_PREFIX = "/accounts"
-#: `order-sync simulate --accounts N` names the accounts after `default` acct-1 ... acct-{N-1}.
-SIMULATE_ACCOUNT_PREFIX = "acct-"
+#: `order-sync simulate --accounts N` names the accounts after `default` acct1 ... acct{N-1} (no '-',
+#: so that the printed `export` lines can be pasted into a shell).
+SIMULATE_ACCOUNT_PREFIX = "acct"
 #: Namespace of the organization ids of Ventmere accounts other than `default`.
 _VENTMERE_ORGANIZATIONS = uuid.UUID("5b0f8a56-2f7e-4c63-9d52-2c4c1f0e8a11")
 
@@ -386,7 +387,7 @@ async def serve(
 ) -> None:
     """Serve the four simulators on one port until `stop` is set (forever when None); print the env to use.
 
-    `accounts` per platform: `default` and acct-1 ... acct-{accounts - 1}, the connector's
+    `accounts` per platform: `default` and acct1 ... acct{accounts - 1}, the connector's
     connections of the same names in the env printed.
     """
     if accounts < 1:
@@ -406,9 +407,6 @@ async def serve(
     async with suite:
         print(f"order-sync simulators listening on http://{host}:{suite.port}", flush=True)
         print("Point a connector at them with:", flush=True)
-        if accounts > 1:
-            # A shell's `export` takes no '-' in a name, which a connection's may hold.
-            print("(the CONNECTIONS__ACCT-... names need env(1) rather than export)", flush=True)
         for name, value in suite.connector_env().items():
             print(f"export {name}={value}", flush=True)
         await (stop or asyncio.Event()).wait()
