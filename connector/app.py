@@ -135,7 +135,7 @@ class Connector:
         try:
             if self.connection_files is not None:
                 # Before any delivery: an event for a file's connection must not find it missing.
-                await connectionfiles.apply_scan(self.connection_files, self.connections)
+                await connectionfiles.apply_scan(self.connection_files, self.connections, first=True)
             await self._open_store()
             await self._start_publisher()
             if self._stop.is_set():

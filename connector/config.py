@@ -31,13 +31,12 @@ from pydantic_settings import (
 )
 
 from connector.errors import ConfigError
-from connector.models import DEFAULT_CONNECTION, Platform
+from connector.models import CONNECTION_NAME_PATTERN, DEFAULT_CONNECTION, Platform
 
 ENV_PREFIX = "ORDER_SYNC_"
 #: The pipeline that validates input and writes the DLQ; the others are named after their platform.
 INTAKE_PIPELINE = "intake"
-#: What a connection may be called (README "Connections").
-CONNECTION_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+CONNECTION_NAME = re.compile(CONNECTION_NAME_PATTERN)
 #: A secret key `K` may be given as `K_FILE`, a path whose content (trailing newline removed) is it.
 SECRET_FILE_SUFFIX = "_file"
 
@@ -86,6 +85,18 @@ class KafkaSettings(_Section):
     dlq_topic: str = Field(
         default="orders.changed.dlq",
         description="Undecodable, schema-invalid or conflicting input, copied byte for byte.",
+    )
+    control_topic: str = Field(
+        default="orders.sync.control",
+        description="Compacted topic of pause and resume records, read by every replica (README"
+        ' "Operator controls").',
+    )
+    status_topic: str = Field(
+        default="orders.sync.status",
+        description="Compacted topic where each replica publishes its status (`order-sync status`).",
+    )
+    status_interval_s: float = Field(
+        default=5.0, gt=0, description="How often each replica publishes its status (and on every change)."
     )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="Kafka security protocol."

@@ -82,6 +82,8 @@ def utc_now_rfc3339() -> str:
 
 #: The connection a target means when it names none: the platform's own keys (README "Connections").
 DEFAULT_CONNECTION = "default"
+#: What a connection may be called (README "Connections").
+CONNECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 _Text = Annotated[str, StringConstraints(max_length=4096)]
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=255)]

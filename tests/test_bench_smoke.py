@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.connections import run as run_connections
 from bench.events import PLATFORM_COUNT
 from bench.own import own_work
 from bench.run import main
@@ -65,3 +66,20 @@ async def test_the_own_work_yardstick_delivers_every_event_to_every_platform(
 
     assert results == 40 * PLATFORM_COUNT
     assert cpu > 0
+
+
+async def test_the_own_work_yardstick_delivers_every_event_over_many_connections(tmp_path: Path) -> None:
+    cpu, results = await own_work(400, SqliteStore(tmp_path / "own.db"), profile=None, connections=300)
+
+    assert results == 400 * PLATFORM_COUNT
+    assert cpu > 0
+
+
+async def test_the_connections_bench_starts_a_connector_with_connection_files(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await run_connections(connections=9, events=40)
+
+    out = capsys.readouterr().out
+    assert "    9 connection(s) per process (9 in all): files loaded" in out
+    assert "own work, 40 events over 9 connection(s) per platform" in out

@@ -162,12 +162,22 @@ def _signature(path: Path, declared: DeclaredConnection | None) -> _Signature:
     return tuple(stamps)
 
 
-async def apply_scan(files: ConnectionFiles, registry: ConnectionRegistry) -> None:
-    """Scan once (on a thread) and apply what changed; the changes are logged, one line each."""
+async def apply_scan(files: ConnectionFiles, registry: ConnectionRegistry, *, first: bool = False) -> None:
+    """Scan once (on a thread) and apply what changed; the changes are logged, one line each (the
+    first scan, at start-up, in one line: a directory of a thousand files is not a thousand lines)."""
     declared = await asyncio.to_thread(files.scan)
     if declared is None:
         return
     changes = registry.apply_files(declared)
+    if first:
+        log.info(
+            "connections loaded: %d from %s, %d in all",
+            len(changes.added),
+            files.directory,
+            len(registry),
+            extra={"fields": {"connections": len(registry)}},
+        )
+        return
     for verb, names in (("added", changes.added), ("changed", changes.changed), ("removed", changes.removed)):
         for name in names:
             platform, _, connection = name.partition("/")

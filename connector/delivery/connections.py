@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from connector.config import PlatformSettings, Settings, default_connection_configured
+from connector.control.pauses import Pauses
 from connector.delivery.dispatcher import PlatformDispatcher
 from connector.errors import ConfigError
 from connector.models import DEFAULT_CONNECTION, Platform
@@ -65,8 +66,10 @@ class ConnectionRegistry:
         transport: Transport,
         redactor: Redactor,
         metrics: Metrics,
+        pauses: Pauses | None = None,
     ) -> None:
         self._platforms = set(platforms)
+        self._pauses = pauses
         self._transport = transport
         self._redactor = redactor
         self._metrics = metrics
@@ -82,10 +85,11 @@ class ConnectionRegistry:
         transport: Transport,
         redactor: Redactor,
         metrics: Metrics,
+        pauses: Pauses | None = None,
     ) -> ConnectionRegistry:
         """The connections the configuration declares for `platforms`; `ConfigError` naming the
         connection when one cannot be built (missing credentials, say)."""
-        registry = cls(platforms, transport, redactor, metrics)
+        registry = cls(platforms, transport, redactor, metrics, pauses)
         for platform in platforms:
             own = settings.platforms.get(platform)
             if default_connection_configured(own, settings.connections_dir is not None):
@@ -117,6 +121,9 @@ class ConnectionRegistry:
 
     def dispatcher(self, platform: Platform, connection: str) -> PlatformDispatcher | None:
         return self._dispatchers.get((platform, connection))
+
+    def items(self) -> list[tuple[Platform, str, PlatformDispatcher]]:
+        return [(platform, name, d) for (platform, name), d in sorted(self._dispatchers.items())]
 
     def names(self, platform: Platform) -> list[str]:
         return sorted(name for p, name in self._dispatchers if p is platform)
@@ -169,4 +176,6 @@ class ConnectionRegistry:
 
     def _add(self, platform: Platform, name: str, settings: PlatformSettings) -> None:
         adapter = build_adapter(platform, settings, self._transport, self._redactor)
-        self._dispatchers[(platform, name)] = PlatformDispatcher(adapter, settings, self._metrics, name)
+        self._dispatchers[(platform, name)] = PlatformDispatcher(
+            adapter, settings, self._metrics, name, self._pauses
+        )

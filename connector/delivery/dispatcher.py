@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connector.config import PlatformSettings
+from connector.control.pauses import Pauses
 from connector.models import DEFAULT_CONNECTION, ErrorCategory, Outcome, Platform, ResultError
 from connector.observability.metrics import NO_RESPONSE_CODE, Metrics, RetryWait
 from connector.platforms.base import Attempt, PlatformAdapter, Verdict, WaitScope
@@ -75,10 +76,14 @@ class PlatformDispatcher:
         settings: PlatformSettings,
         metrics: Metrics,
         connection: str = DEFAULT_CONNECTION,
+        pauses: Pauses | None = None,
     ) -> None:
         self.adapter = adapter
         self.platform: Platform = adapter.platform
         self.connection = connection
+        self._pauses = pauses
+        #: The last failed attempt's message and when (Unix time), for `order-sync status`.
+        self.last_error: tuple[str, float] | None = None
         self._metrics = metrics
         self._labels = (self.platform.value, connection)
         self._log_context = {"platform": self.platform.value, "connection": connection}
@@ -98,14 +103,31 @@ class PlatformDispatcher:
 
     @property
     def held(self) -> bool:
-        """The connection takes no request now and will not for a while: its circuit is not closed,
-        or a platform-wide throttle holds it for longer than `HOLD_IN_MEMORY_S`."""
-        return self.circuit.state is not CircuitState.CLOSED or self._hold.remaining_s > HOLD_IN_MEMORY_S
+        """The connection takes no request now and will not for a while: an operator paused it, its
+        circuit is not closed, or a platform-wide throttle holds it longer than `HOLD_IN_MEMORY_S`."""
+        return (
+            self.paused
+            or self.circuit.state is not CircuitState.CLOSED
+            or self._hold.remaining_s > HOLD_IN_MEMORY_S
+        )
+
+    @property
+    def paused(self) -> bool:
+        return self._pauses is not None and self._pauses.paused(self.platform, self.connection) is not None
+
+    @property
+    def throttled_for_s(self) -> float:
+        """How long the platform-wide throttle in force lasts still (0: none)."""
+        return self._hold.remaining_s
 
     @property
     def window(self) -> int:
         """Parked deliveries of this connection sent at once by its drain (a page)."""
         return 2 * self._max_concurrency
+
+    async def _wait_resumed(self) -> None:
+        if self._pauses is not None:
+            await self._pauses.wait_resumed(self.platform, self.connection)
 
     def _on_circuit_change(self, state: CircuitState) -> None:
         self._circuit_gauge.set(0 if state is CircuitState.CLOSED else 1)
@@ -136,6 +158,7 @@ class PlatformDispatcher:
             if park_if is not None and (self.held or park_if()):
                 raise ConnectionHeld
             wait_started = time.monotonic()
+            await self._wait_resumed()
             await self.circuit.wait_until_allowed()
             await self._hold.wait()
             waited += time.monotonic() - wait_started
@@ -146,10 +169,13 @@ class PlatformDispatcher:
                 # would leave together when slots free up, faster than RATE_LIMIT_RPS.
                 wait_started = time.monotonic()
                 await self._bucket.acquire()
-                while self._hold.held:
+                while self._hold.held or self.paused:
                     # A throttle answered while this request queued holds it too: nothing is sent
                     # between a platform-wide refusal and its reset time but what was already sent.
                     # Its token is spent: sent late, it would add to the burst after the hold.
+                    if park_if is not None and self.held:
+                        raise ConnectionHeld
+                    await self._wait_resumed()
                     await self._hold.wait()
                     await self._bucket.acquire()
                 waited += time.monotonic() - wait_started
@@ -194,10 +220,17 @@ class PlatformDispatcher:
             if attempt.verdict is Verdict.REJECT:
                 # The platform answered: it is up, whatever it thought of this request.
                 self.circuit.record_success()
+                self.last_error = (attempt.message, time.time())
                 return DeliveryReport(Outcome.REJECTED, attempt.status_code, attempts, _error_from(attempt))
-            self.circuit.record_failure()
-            if attempt.slow_down:
+            self.last_error = (attempt.message, time.time())
+            if attempt.slow_down and self._bucket.rate_per_s:
+                # Refused for our pace: the platform is up, and the token bucket owns the pace. An
+                # open circuit would hold (park) the connection over what is no outage.
+                self.circuit.record_success()
                 self._bucket.throttle(attempt.retry_after)
+            else:
+                # Without a rate of ours to slow down, persistent 429s are for the circuit to hold.
+                self.circuit.record_failure()
             elapsed = time.monotonic() - started - waited
             decision = self._retry.next_delay(attempts, elapsed, attempt.retry_after)
             if not decision.retry:

@@ -114,6 +114,18 @@ class Metrics:
             ["platform", "connection"],
             registry=r,
         )
+        self.paused = Gauge(
+            "order_sync_paused",
+            "1 while an operator's pause holds the platform (connection `_all`) or one connection.",
+            ["platform", "connection"],
+            registry=r,
+        )
+        self.paused_since = Gauge(
+            "order_sync_paused_since_seconds",
+            "When the pause in force began (Unix time; 0 when not paused).",
+            ["platform", "connection"],
+            registry=r,
+        )
         self.circuit_open = Gauge(
             "order_sync_circuit_open",
             "1 while the platform's circuit is open or half-open.",
