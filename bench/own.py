@@ -30,6 +30,7 @@ from aiokafka.structs import ConsumerRecord
 
 from bench.events import PLATFORM_COUNT, bench_events, connection_name
 from connector.commands import eventloop
+from connector.commands.run import tune_gc
 from connector.config import PlatformsSettings
 from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.dispatcher import DeliveryReport, PlatformDispatcher
@@ -97,7 +98,12 @@ def _platform_settings() -> PlatformsSettings:
 
 
 async def own_work(
-    events: int, store: IdempotencyStore, profile: cProfile.Profile | None, connections: int = 1
+    events: int,
+    store: IdempotencyStore,
+    profile: cProfile.Profile | None,
+    connections: int = 1,
+    *,
+    tuned_gc: bool = False,
 ) -> tuple[float, int]:
     """CPU seconds for `events` events through the intake and the four platform stages, and the
     results published; with `connections`, spread over that many connections per platform."""
@@ -135,6 +141,9 @@ async def own_work(
         for offset, event in enumerate(bench_events(events, seed=11, connections=connections))
     ]
     loop = asyncio.get_running_loop()
+    if tuned_gc:
+        # As `order-sync run` does once started: what start-up built is never walked again.
+        tune_gc()
     started = time.process_time()
     if profile is not None:
         profile.enable()
@@ -161,6 +170,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
     parser.add_argument("--connections", type=int, default=1, help="Connections per platform.")
+    parser.add_argument(
+        "--gc",
+        choices=("default", "tuned"),
+        default="default",
+        help="CPython's collector as it comes, or tuned as `order-sync run` tunes it after start-up.",
+    )
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     profile = cProfile.Profile() if args.profile else None
@@ -168,7 +183,8 @@ def main() -> None:
         store: IdempotencyStore = (
             SqliteStore(Path(workdir) / "own.db") if args.store == "sqlite" else MemoryStore()
         )
-        cpu, _ = eventloop.run(own_work(args.events, store, profile, args.connections), "uvloop")
+        work = own_work(args.events, store, profile, args.connections, tuned_gc=args.gc == "tuned")
+        cpu, _ = eventloop.run(work, "uvloop")
     deliveries = args.events * PLATFORM_COUNT
     print(
         f"{args.events} events, {args.store} store, {args.connections} connections per platform: "

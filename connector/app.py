@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -14,6 +15,8 @@ import uuid
 from aiokafka.errors import KafkaError
 
 from connector.config import Settings
+from connector.control.pauses import Pauses
+from connector.control.reader import ControlReader
 from connector.delivery import connectionfiles
 from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.runner import DeliveryRunner
@@ -22,6 +25,7 @@ from connector.kafka.publisher import Publisher
 from connector.observability.health import HealthServer
 from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor, secrets_of
+from connector.operations.status import StatusPublisher, StatusReport
 from connector.pipeline.pipelines import Pipelines
 from connector.platforms.transport import Transport
 from connector.policies.backoff import Backoff
@@ -31,6 +35,8 @@ from connector.stores.purge import run_purger
 
 log = logging.getLogger(__name__)
 
+#: How long start-up waits to have read the control topic (the pauses) before it takes work.
+CONTROL_CATCH_UP_S = 10.0
 #: Start-up waits for the store and Kafka: first retry after half a second, then at most every 10 s.
 START_BACKOFF_FIRST_S = 0.5
 START_BACKOFF_MAX_S = 10.0
@@ -39,8 +45,13 @@ START_BACKOFF_MAX_S = 10.0
 class Connector:
     """One connector instance: store, adapters, publisher, pipelines and the HTTP endpoints."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics | None = None, *, freeze_gc: bool = False
+    ) -> None:
         self.settings = settings
+        #: `order-sync run` only: once the connection files are loaded, what start-up built is frozen
+        #: out of the garbage collector's walks (README "Benchmarks"), as `tune_gc` did before.
+        self._freeze_gc = freeze_gc
         self.metrics = metrics or Metrics()
         self.redactor = Redactor(secrets_of(settings))
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -53,8 +64,9 @@ class Connector:
         self.transport = Transport()
         # The platforms whose pipelines this process runs (all enabled ones unless PIPELINES says less).
         self.enabled = settings.delivery_pipelines()
+        self.pauses = Pauses(self.metrics)
         self.connections = ConnectionRegistry.from_settings(
-            settings, self.enabled, self.transport, self.redactor, self.metrics
+            settings, self.enabled, self.transport, self.redactor, self.metrics, self.pauses
         )
         self.connection_files = (
             connectionfiles.ConnectionFiles(settings.connections_dir, settings.platforms)
@@ -71,9 +83,15 @@ class Connector:
             settings.idempotency.claim_lease_s,
         )
         self.pipelines = Pipelines(
-            settings, self.runner, self.publisher, self.guard, self.enabled, self.metrics
+            settings, self.runner, self.publisher, self.guard, self.enabled, self.metrics, self.pauses
         )
-        self.http = HealthServer(self.metrics, self.readiness, settings.http.host, settings.http.port)
+        self.control = ControlReader(settings.kafka, self.pauses)
+        self.status = StatusReport(
+            self.owner, self.pipelines, self.connections, self.pauses, settings.kafka.status_interval_s
+        )
+        self.http = HealthServer(
+            self.metrics, self.readiness, settings.http.host, settings.http.port, self.status.document
+        )
         self._stop = asyncio.Event()
 
     def readiness(self) -> dict[str, bool]:
@@ -136,12 +154,24 @@ class Connector:
             if self.connection_files is not None:
                 # Before any delivery: an event for a file's connection must not find it missing.
                 await connectionfiles.apply_scan(self.connection_files, self.connections, first=True)
+                if self._freeze_gc:
+                    gc.collect()
+                    gc.freeze()
             await self._open_store()
             await self._start_publisher()
             if self._stop.is_set():
                 return 0
+            # Pauses first: a paused target must not see a request between start-up and the
+            # control topic's records (at most CONTROL_CATCH_UP_S when Kafka is slow).
+            control = asyncio.create_task(self.control.run(), name="control")
+            background.append(control)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.control.caught_up.wait(), CONTROL_CATCH_UP_S)
             await self.pipelines.start()
-            background = [
+            background += [
+                asyncio.create_task(
+                    StatusPublisher(self.settings.kafka, self.status, self.pauses).run(), name="status"
+                ),
                 asyncio.create_task(self._store_watch(), name="store-watch"),
                 *(
                     [asyncio.create_task(connectionfiles.watch(files, self.connections), name="connections")]
@@ -174,7 +204,7 @@ class Connector:
 
 
 async def serve(settings: Settings) -> int:
-    connector = Connector(settings)
+    connector = Connector(settings, freeze_gc=True)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, connector.request_stop)

@@ -326,3 +326,67 @@ def history(order_number: str, since: str, as_json: bool, no_store: bool, config
     if not story.known:
         click.echo(f"order-sync history: order {order_number} is unknown since {story.since}", err=True)
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--reason", required=True, help="Why: shown in `order-sync status` and the logs.")
+@click.option("--until", help="The pause ends by itself at this RFC 3339 time.")
+@click.option("--by", help="Who pauses (default: the OS user).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def pause(target: str, reason: str, until: str | None, by: str | None, config_file: Path | None) -> None:
+    """Hold PLATFORM or PLATFORM/CONNECTION on every replica: its deliveries wait, durably, in order."""
+    import asyncio
+
+    from connector.commands.control import pause as run_pause
+    from connector.config import load_settings
+
+    _quiet_kafka_client()
+    try:
+        settings = load_settings(config_file)
+        ends = _moment(until)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--until") from exc
+    sys.exit(asyncio.run(run_pause(settings.kafka, target, reason, ends, by, sys.stdout)))
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--by", help="Who resumes (default: the OS user).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def resume(target: str, by: str | None, config_file: Path | None) -> None:
+    """End a pause of PLATFORM or PLATFORM/CONNECTION; held deliveries go out oldest first."""
+    import asyncio
+
+    from connector.commands.control import resume as run_resume
+    from connector.config import load_settings
+
+    _quiet_kafka_client()
+    try:
+        settings = load_settings(config_file)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    sys.exit(asyncio.run(run_resume(settings.kafka, target, by, sys.stdout)))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print every replica's status document as JSON.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def status(as_json: bool, config_file: Path | None) -> None:
+    """Every replica: pipelines, partitions, lag, in flight, and its connections' pauses and backlogs."""
+    import asyncio
+
+    from connector.commands.control import status as run_status
+    from connector.config import load_settings
+
+    _quiet_kafka_client()
+    try:
+        settings = load_settings(config_file)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    sys.exit(asyncio.run(run_status(settings.kafka, as_json, sys.stdout)))

@@ -1,8 +1,10 @@
-"""The operator's HTTP endpoints: /metrics, /healthz (the loop runs), /readyz (able to do work)."""
+"""The operator's HTTP endpoints: /metrics, /healthz (the loop runs), /readyz (able to do work),
+/status (this replica's status document, read-only, no secret in it)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -10,9 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from connector.observability.metrics import Metrics
 
 ReadinessCheck = Callable[[], dict[str, bool]]
+StatusDocument = Callable[[], dict[str, Any]]
 
 
-def build_app(metrics: Metrics, readiness: ReadinessCheck) -> web.Application:
+def build_app(
+    metrics: Metrics, readiness: ReadinessCheck, status: StatusDocument | None = None
+) -> web.Application:
     async def metrics_handler(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -26,7 +31,13 @@ def build_app(metrics: Metrics, readiness: ReadinessCheck) -> web.Application:
         metrics.ready.set(1 if ready else 0)
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
+    async def status_handler(_: web.Request) -> web.Response:
+        if status is None:
+            return web.json_response({"error": "no status yet"}, status=503)
+        return web.json_response(status())
+
     app = web.Application()
+    app.router.add_get("/status", status_handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -34,8 +45,15 @@ def build_app(metrics: Metrics, readiness: ReadinessCheck) -> web.Application:
 
 
 class HealthServer:
-    def __init__(self, metrics: Metrics, readiness: ReadinessCheck, host: str, port: int) -> None:
-        self._runner = web.AppRunner(build_app(metrics, readiness), access_log=None)
+    def __init__(
+        self,
+        metrics: Metrics,
+        readiness: ReadinessCheck,
+        host: str,
+        port: int,
+        status: StatusDocument | None = None,
+    ) -> None:
+        self._runner = web.AppRunner(build_app(metrics, readiness, status), access_log=None)
         self._host = host
         self._port = port
         self.port = port

@@ -4,10 +4,10 @@ README "Isolation between connections" argues the design; in short:
 
 - A delivery normally waits in memory, in its pipeline's in-flight window. That is right while its
   connection takes requests. A connection that is held (circuit open, a long throttle, a pause) or
-  that holds its share of the window already (`MAX_INFLIGHT_EVENTS` divided among the connections
-  with deliveries in memory) would otherwise fill the window of the whole platform, and its oldest
-  delivery would hold back the commit of every later offset. A lone busy connection has the whole
-  window, as before connections existed: nothing of it is parked unless it is held.
+  that holds its share of a window more than half full (`MAX_INFLIGHT_EVENTS` divided among the
+  connections with deliveries in memory) would otherwise fill the window of the whole platform,
+  and its oldest delivery would hold back the commit of every later offset. A lone busy connection
+  has the whole window, as before connections existed: nothing of it is parked unless it is held.
 - So such a delivery is *parked*: written to the idempotency store (the input record whole, and
   where it came from), and its offset completes once the write is acknowledged. Memory holds a
   count per (connection, partition), never the backlog.
@@ -87,6 +87,7 @@ class Parking:
         self._held: dict[str, int] = {}
         self._lanes: dict[str, dict[int, _Lane]] = {}
         self._in_memory: dict[str, int] = {}
+        self._total_in_memory = 0
         self._partitions: set[int] = set()
         self._drainers: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
@@ -104,24 +105,30 @@ class Parking:
             dispatcher = self._connections.dispatcher(self._platform, connection)
             if dispatcher is None:
                 return False  # not configured (and nothing waits for it): unmappable at once
-            if not dispatcher.held and self._in_memory.get(connection, 0) < self._share(connection):
+            if not dispatcher.held and not self._crowded(connection):
                 return False
         self._reserve(connection, partition, offset)
         return True
 
-    def _share(self, connection: str) -> int:
-        """How many of the pipeline's in-flight deliveries this connection may hold in memory."""
+    def _crowded(self, connection: str) -> bool:
+        """The pipeline's window is more than half full and this connection holds its share of it
+        (the window divided among the connections with deliveries in memory): more of it would
+        starve the others. While the window has room, nobody is parked for being busy."""
+        if self._total_in_memory <= self._capacity // 2:
+            return False
         active = len(self._in_memory) + (connection not in self._in_memory)
-        return max(1, self._capacity // active)
+        return self._in_memory.get(connection, 0) >= max(1, self._capacity // active)
 
     def entered(self, connection: str, partition: int) -> None:
         self._lane(connection, partition).in_memory += 1
         self._in_memory[connection] = self._in_memory.get(connection, 0) + 1
+        self._total_in_memory += 1
 
     def left(self, connection: str, partition: int) -> None:
         lane = self._lane(connection, partition)
         lane.in_memory -= 1
         left = self._in_memory[connection] - 1
+        self._total_in_memory -= 1
         if left:
             self._in_memory[connection] = left
         else:
@@ -159,6 +166,10 @@ class Parking:
         finally:
             self._lane(item.connection, item.partition).pending -= 1
         self._nudge(item.connection)
+
+    def held_backlog(self) -> dict[str, int]:
+        """Parked deliveries per connection that has any (for `order-sync status`)."""
+        return dict(self._held)
 
     # --- partitions ---------------------------------------------------------------------------
 

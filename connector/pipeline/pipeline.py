@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -67,6 +67,8 @@ class _Partition:
     tasks: set[asyncio.Future[None]] = field(default_factory=set)
     committed: int | None = None
     dropped: bool = False
+    #: The lag last measured (end offset minus committed), for `order-sync status`.
+    lag: int | None = None
 
 
 class Pipeline:
@@ -78,9 +80,13 @@ class Pipeline:
         settings: Settings,
         guard: StoreGuard,
         metrics: Metrics,
+        operator_paused: Callable[[], bool] = lambda: False,
     ) -> None:
         self.name = name
         self._stage = stage
+        #: An operator paused this pipeline's platform (README "Operator controls"): no fetching.
+        self._operator_paused = operator_paused
+        self._was_operator_paused = False
         self._settings = settings
         self._kafka = settings.kafka
         self._guard = guard
@@ -126,7 +132,7 @@ class Pipeline:
         gate = self.backpressure
         while not self._stopping.is_set():
             try:
-                if gate.should_pause(self._guard.up):
+                if gate.should_pause(self._guard.up) or self._held_by_operator():
                     self._source.pause()
                     await self._source.keep_alive()
                     continue
@@ -145,6 +151,27 @@ class Pipeline:
                     continue
                 for record in records:
                     self._accept(partition, record)
+
+    def snapshot(self) -> dict[str, object]:
+        """What `order-sync status` shows of this pipeline."""
+        return {
+            "name": self.name,
+            "group": self.group_id,
+            "partitions": sorted(tp.partition for tp in self._partitions),
+            "lag": {str(tp.partition): p.lag for tp, p in sorted(self._partitions.items())},
+            "inflight": self.backpressure.inflight,
+            "paused": self.backpressure.paused or self._was_operator_paused,
+        }
+
+    def _held_by_operator(self) -> bool:
+        paused = self._operator_paused()
+        if paused != self._was_operator_paused:
+            self._was_operator_paused = paused
+            log.info(
+                "fetching %s by an operator's pause" % ("paused" if paused else "resumed"),
+                extra={"pipeline": self.name},
+            )
+        return paused
 
     def _accept(self, partition: _Partition, record: ConsumerRecord) -> None:
         partition.tracker.add(record.offset)
@@ -212,7 +239,8 @@ class Pipeline:
                 base = tracked.committed
                 if base is None:
                     base = tracked.tracker.committable() or 0
-                gauge.labels(self.name, str(tp.partition)).set(max(0, end - base))
+                tracked.lag = max(0, end - base)
+                gauge.labels(self.name, str(tp.partition)).set(tracked.lag)
 
     async def _drain(self, timeout_s: float, tps: list[TopicPartition] | None = None) -> None:
         """Wait up to `timeout_s` for in-flight work (of `tps`, or all), then cancel what is left."""

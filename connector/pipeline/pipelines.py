@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from connector.config import INTAKE_PIPELINE, Settings
+from connector.control.pauses import Pauses
 from connector.delivery.runner import DeliveryRunner
 from connector.kafka.publisher import Publisher
 from connector.models import Platform
@@ -44,6 +46,7 @@ class Pipelines:
         guard: StoreGuard,
         platforms: list[Platform],
         metrics: Metrics,
+        pauses: Pauses | None = None,
     ) -> None:
         # Decoded messages for pipelines up to half an in-flight window apart (about 12 KiB each); what
         # was judged of each (a byte) for pipelines much further apart.
@@ -54,6 +57,8 @@ class Pipelines:
             judged_span=JUDGED_WINDOWS * settings.max_inflight_events,
         )
         self.all: list[Pipeline] = []
+        #: Each platform pipeline's owner of parked deliveries (its held backlog, for the status).
+        self.parking: dict[Platform, Parking] = {}
         if settings.runs_intake():
             stage = IntakeStage(self.screen, publisher, metrics)
             self.all.append(self._pipeline(INTAKE_PIPELINE, stage, settings, guard, metrics))
@@ -63,14 +68,21 @@ class Pipelines:
                 platform, runner, runner.connections, metrics, settings.max_inflight_events, supersede
             )
             delivery = DeliveryStage(platform, self.screen, runner, parking, metrics, supersede)
-            self.all.append(self._pipeline(platform.value, delivery, settings, guard, metrics))
+            self.parking[platform] = parking
+            paused = _platform_paused(pauses, platform)
+            self.all.append(self._pipeline(platform.value, delivery, settings, guard, metrics, paused))
         self.stopping = False
 
     @staticmethod
     def _pipeline(
-        name: str, stage: IntakeStage | DeliveryStage, settings: Settings, guard: StoreGuard, metrics: Metrics
+        name: str,
+        stage: IntakeStage | DeliveryStage,
+        settings: Settings,
+        guard: StoreGuard,
+        metrics: Metrics,
+        paused: Callable[[], bool] = lambda: False,
     ) -> Pipeline:
-        return Pipeline(name, group_of(settings, name), stage, settings, guard, metrics)
+        return Pipeline(name, group_of(settings, name), stage, settings, guard, metrics, paused)
 
     @property
     def joined(self) -> bool:
@@ -98,3 +110,9 @@ class Pipelines:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.screen.close()
+
+
+def _platform_paused(pauses: Pauses | None, platform: Platform) -> Callable[[], bool]:
+    if pauses is None:
+        return lambda: False
+    return lambda: pauses.platform_paused(platform) is not None

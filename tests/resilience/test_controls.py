@@ -1,0 +1,190 @@
+"""Operator controls (README "Operator controls"): pause and resume a connection across replicas,
+`--until`, bad control records, and `order-sync status`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from connector.devtools.broker import EmbeddedBroker
+from connector.devtools.simulators.server import SimulatorSuite
+from connector.models import Platform
+from tests.guarantees.conftest import version_sent
+from tests.resilience.conftest import EventProducer, StartConnector, connector_env
+from tests.support.events import make_event
+from tests.support.kafka import TopicReader, Topics, produce
+
+EP = Platform.ELASTICPATH
+ORDER_SYNC = str(Path(sys.executable).with_name("order-sync"))
+#: Status every second in tests: a replica is gone after 3 s of silence.
+FAST_STATUS = {"KAFKA__STATUS_INTERVAL_S": "1", "PLATFORMS__ELASTICPATH__RATE_LIMIT_RPS": "0"}
+
+
+async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        ORDER_SYNC, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+def an_event(n: int, version: int) -> dict[str, Any]:
+    connection = "eu" if n % 2 else "default"
+    event = make_event(
+        f"ctl-{n}", version, {"elasticpath": {"order_id": f"ep-ctl-{n}", "connection": connection}}
+    )
+    event["order"]["shipping_address"]["line2"] = f"v{version}"
+    return event
+
+
+def puts_after(suite: SimulatorSuite, account: str, moment: float) -> int:
+    return sum(1 for e in suite.account(EP, account).log if e.method == "PUT" and e.at > moment)
+
+
+def applied_in_order(suite: SimulatorSuite, account: str) -> dict[str, list[int]]:
+    versions: dict[str, list[int]] = {}
+    for entry in suite.account(EP, account).log:
+        if entry.method == "PUT" and entry.status == 200 and entry.order_id is not None:
+            versions.setdefault(entry.order_id, []).append(version_sent(EP, entry.body))
+    return versions
+
+
+async def statuses(env: dict[str, str]) -> tuple[float, list[dict[str, Any]]]:
+    started = time.monotonic()
+    code, out = await run_cli(env, "status", "--json")
+    took = time.monotonic() - started
+    assert code == 0, out
+    return took, orjson.loads(out)["replicas"]
+
+
+async def test_a_paused_connection_holds_on_every_replica_through_restarts_and_resumes(
+    broker: EmbeddedBroker, topics: Topics, suite: SimulatorSuite, connectors: StartConnector, tmp_path: Path
+) -> None:
+    suite.add_account(EP, "eu")
+    bootstrap = broker.bootstrap_servers
+    env = connector_env(suite, topics, bootstrap, tmp_path / "store.db", "ctl", **FAST_STATUS)
+    first, second = connectors(env), connectors(env)
+    await asyncio.gather(first.wait_ready(60), second.wait_ready(60))
+    orders, versions = 200, 10
+    events = [an_event(n, v) for v in range(1, versions + 1) for n in range(orders)]
+
+    async def flow() -> None:
+        async with EventProducer(bootstrap, topics.input) as producer:
+            for i in range(0, len(events), 50):
+                await producer.send_events(events[i : i + 50])
+                await asyncio.sleep(0.5)
+
+    flowing = asyncio.create_task(flow())
+    await suite.account(EP, "eu").log.wait_for(lambda log: len(log) > 100, 30)
+    code, out = await run_cli(first.env, "pause", "elasticpath/eu", "--reason", "mapping bug", "--by", "ops")
+    assert code == 0, out
+    paused_at = time.monotonic()
+    await asyncio.sleep(8)
+    # Within 2 s no request reaches the paused connection, from either replica; the other flows.
+    assert puts_after(suite, "eu", paused_at + 2) == 0
+    assert puts_after(suite, "default", paused_at + 2) > 50
+
+    took, replicas = await statuses(first.env)
+    up = [r for r in replicas if not r["gone"]]
+    assert len(up) == 2, replicas
+    held = {(c["platform"], c["connection"]): c for r in up for c in r["connections"] if c.get("paused")}
+    assert held[("elasticpath", "eu")]["paused"]["reason"] == "mapping bug"
+    assert sum(c["held_backlog"] for r in up for c in r["connections"] if c["connection"] == "eu") > 0
+    code, table = await run_cli(first.env, "status")
+    assert code == 0 and "elasticpath/eu" in table and "mapping bug" in table, table
+
+    # Both replicas restarted while the pause holds: it still holds.
+    first.terminate()
+    second.terminate()
+    await asyncio.gather(first.wait_exit(), second.wait_exit())
+    restarted_at = time.monotonic()
+    third, fourth = connectors(env), connectors(env)
+    await asyncio.gather(third.wait_ready(60), fourth.wait_ready(60))
+    await asyncio.sleep(3)
+    assert puts_after(suite, "eu", restarted_at) == 0
+
+    # A replica killed is shown as gone within 3 intervals.
+    _, document = await fourth.get("/status")
+    killed = orjson.loads(document)["replica"]
+    assert not next(r for r in (await statuses(third.env))[1] if r["replica"] == killed)["gone"]
+    fourth.kill()
+    killed_at = time.monotonic()
+
+    async def gone() -> bool:
+        _, now = await statuses(third.env)
+        return any(r["gone"] for r in now if r["replica"] == killed)
+
+    await third.wait_until(gone, 10, "the killed replica shown as gone")
+    gone_after = time.monotonic() - killed_at
+    await flowing
+    # Resumed 30 s after the pause.
+    await asyncio.sleep(max(0.0, paused_at + 30 - time.monotonic()))
+    code, out = await run_cli(third.env, "resume", "elasticpath/eu", "--by", "ops")
+    assert code == 0, out
+    async with TopicReader(bootstrap, topics.success, topics.failure) as reader:
+        await reader.wait_for(
+            lambda r: len({x.json()["result_id"] for x in r.of(topics.success)}) >= len(events),
+            120,
+            "every delivery's result",
+            fail_on=topics.failure,
+        )
+    for order, applied in applied_in_order(suite, "eu").items():
+        assert applied == sorted(applied), f"{order} applied out of order: {applied}"
+    print(
+        f"\npause: none of {len(events)} events' requests reached elasticpath/eu 2 s after the pause on"
+        f" either replica; status answered in {took:.2f} s; a killed replica shown gone after"
+        f" {gone_after:.1f} s; held changes applied in order after the resume, 0 failed"
+    )
+
+
+async def test_a_pause_until_ends_by_itself_and_bad_control_records_are_ignored(
+    broker: EmbeddedBroker, topics: Topics, suite: SimulatorSuite, connectors: StartConnector, tmp_path: Path
+) -> None:
+    suite.add_account(EP, "eu")
+    bootstrap = broker.bootstrap_servers
+    env = connector_env(suite, topics, bootstrap, tmp_path / "store.db", "until", **FAST_STATUS)
+    connector = connectors(env)
+    await connector.wait_ready()
+    control = "orders.sync.control"
+    await produce(
+        bootstrap,
+        control,
+        [
+            (b"elasticpath/eu", b"{not json"),
+            (
+                b"nowhere",
+                orjson.dumps(
+                    {
+                        "action": "pause",
+                        "target": "nowhere",
+                        "by": "x",
+                        "at": "2026-01-01T00:00:00Z",
+                        "reason": "r",
+                    }
+                ),
+            ),
+        ],
+    )
+    until = datetime.now(UTC) + timedelta(seconds=4)
+    code, out = await run_cli(
+        connector.env, "pause", "elasticpath/eu", "--reason", "maintenance", "--until", until.isoformat()
+    )
+    assert code == 0, out
+    await asyncio.sleep(1.5)
+    sent_at = time.monotonic()
+    await produce(bootstrap, topics.input, [(b"ctl-1", orjson.dumps(an_event(1, 1)))])
+    async with TopicReader(bootstrap, topics.success, topics.failure) as reader:
+        await reader.wait_for(lambda r: len(r.of(topics.success)) >= 1, 30, "the delivery after the pause")
+    first_put = min(e.at for e in suite.account(EP, "eu").log if e.method == "PUT")
+    assert first_put - sent_at >= 1.5, "sent while the pause held"
+    log = connector.log_path.read_text()
+    assert "control record ignored" in log and "nowhere" in log
+    assert "pause ended" in log
+    connector.assert_running()
