@@ -28,7 +28,7 @@ lint: $(VENV)/.test
 	$(BIN)/order-sync schemas --check
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 bench: $(VENV)/.test
 	$(BIN)/python -m bench.run

@@ -49,7 +49,7 @@ def write_files(directory: Path, count: int, simulators: Simulators) -> None:
 
 
 async def start_up(
-    connections: int, workdir: Path, broker: Broker, simulators: Simulators
+    connections: int, workdir: Path, broker: Broker, simulators: Simulators, *, ready: bool = True
 ) -> dict[str, float]:
     directory = workdir / f"connections-{connections}"
     directory.mkdir()
@@ -83,23 +83,26 @@ async def start_up(
                 if time.monotonic() - started > 60:
                     raise RuntimeError(f"no 'connections loaded' line:\n{child.log_tail()}")
                 await asyncio.sleep(0.02)
-        await wait_ready(http_port, child)
-        ready_s = time.monotonic() - started
-        await asyncio.sleep(IDLE_S)
+        ready_s = float("nan")
+        if ready:
+            await wait_ready(http_port, child)
+            ready_s = time.monotonic() - started
+            await asyncio.sleep(IDLE_S)
         rss = memory_kib(child.pid)[0] / 1024
     finally:
         await child.stop()
     return {"connections": float(count), "loaded_s": loaded_s, "ready_s": ready_s, "rss_mib": rss}
 
 
-async def run(connections: int, events: int) -> None:
+async def run(connections: int, events: int, *, ready: bool = True) -> None:
+    """With `ready` False, start-up is measured up to the files loaded only (no group join, no idle)."""
     with tempfile.TemporaryDirectory(prefix="bench-connections-") as tmp:
         workdir = Path(tmp)
         async with Broker(log_file=workdir / "broker.log") as broker:
             simulators = await Simulators.start(0, workdir)
             try:
                 for count in (1, connections):
-                    figures = await start_up(count, workdir, broker, simulators)
+                    figures = await start_up(count, workdir, broker, simulators, ready=ready)
                     print(
                         f"{count:>5} connection(s) per process ({figures['connections']:.0f} in all):"
                         f" files loaded {figures['loaded_s']:.2f} s after start,"

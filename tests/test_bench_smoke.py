@@ -78,8 +78,9 @@ async def test_the_own_work_yardstick_delivers_every_event_over_many_connections
 async def test_the_connections_bench_starts_a_connector_with_connection_files(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    await run_connections(connections=9, events=40)
+    await run_connections(connections=9, events=40, ready=False)
 
     out = capsys.readouterr().out
-    assert "    9 connection(s) per process (9 in all): files loaded" in out
+    # Four platforms' own keys and eight files.
+    assert "    9 connection(s) per process (12 in all): files loaded" in out
     assert "own work, 40 events over 9 connection(s) per platform" in out

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from connector.control.records import ControlRecord
 from connector.errors import DlqReason
 from connector.models import Outcome, Source
 
@@ -143,7 +144,55 @@ def _messages() -> dict[str, Any]:
             "payload": {"description": "The original value, unchanged."},
             "bindings": _key("The input record's key, unchanged (murmur2 partitioner)."),
         },
+        "controlRecord": {
+            "name": "order-sync.control",
+            "title": "Pause or resume",
+            "summary": "An operator's pause or resume of a platform or one of its connections.",
+            "description": (
+                "Written by `order-sync pause` and `order-sync resume`; the topic is compacted, so per "
+                "target only the newest counts. Every replica reads it from its beginning. A record "
+                "that does not parse, or names no known platform, is logged and ignored."
+            ),
+            "contentType": "application/json",
+            "payload": _inlined(ControlRecord.model_json_schema()),
+            "bindings": _key("The target: `platform` or `platform/connection`."),
+        },
+        "statusRecord": {
+            "name": "order-sync.status",
+            "title": "Replica status",
+            "summary": "One replica's pipelines, partitions, lag, in-flight work, pauses and connections.",
+            "description": (
+                "Published every `ORDER_SYNC_KAFKA__STATUS_INTERVAL_S` and on every pause change; the "
+                "topic is compacted (newest per replica). The same document is served at `/status`. "
+                "A replica silent for three intervals is gone. It holds no secret."
+            ),
+            "contentType": "application/json",
+            "payload": {
+                "type": "object",
+                "required": ["replica", "version", "started_at", "published_at", "interval_s", "pipelines"],
+            },
+            "bindings": _key("The replica's id (host, process and a random part)."),
+        },
     }
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON Schema with its `$defs` written in place: no reference into a document
+    the schema is not the root of."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
 
 
 def _channel(address: str, setting: str, message: str, description: str) -> dict[str, Any]:
@@ -179,6 +228,18 @@ def document() -> dict[str, Any]:
             "ORDER_SYNC_KAFKA__DLQ_TOPIC",
             "deadLetter",
             "Input records that are not valid events (decode, schema) or reuse an event_id (conflict).",
+        ),
+        "control": _channel(
+            "orders.sync.control",
+            "ORDER_SYNC_KAFKA__CONTROL_TOPIC",
+            "controlRecord",
+            "Operators' pauses and resumes (compacted).",
+        ),
+        "status": _channel(
+            "orders.sync.status",
+            "ORDER_SYNC_KAFKA__STATUS_TOPIC",
+            "statusRecord",
+            "Each replica's status (compacted).",
         ),
     }
 
@@ -216,6 +277,8 @@ def document() -> dict[str, Any]:
             "publishSucceeded": operation("send", "syncSucceeded", "One result per successful delivery."),
             "publishFailed": operation("send", "syncFailed", "One result per failed delivery."),
             "publishDeadLetter": operation("send", "deadLetters", "One copy per unusable record."),
+            "consumeControl": operation("receive", "control", "Every pause and resume, by every replica."),
+            "publishStatus": operation("send", "status", "Each replica's status, every few seconds."),
         },
         "components": {"messages": _messages()},
     }

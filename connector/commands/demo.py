@@ -42,7 +42,7 @@ CHAOS_ELASTICPATH_STORE_RPS = 100.0
 CHAOS_ELASTICPATH_SHARED_EVERY = 40
 #: `--chaos --connections N`: this Sellercloud account is down for this long (the others are not).
 CHAOS_DOWN_ACCOUNT = "conn1"
-CHAOS_DOWN_S = 20.0
+CHAOS_DOWN_S = 10.0
 #: Up to this many connections per platform, progress and summary show each connection.
 SHOWN_CONNECTIONS = 4
 TOPIC_NAMES = ("orders.changed", "orders.sync.succeeded", "orders.sync.failed", "orders.changed.dlq")

@@ -260,17 +260,7 @@ class PostgresStore(BatchedStore):
         async with self._connection("mark_reported") as conn, conn.transaction():
             # Rows locked first, in key order, as claims and outcomes lock them: an UPDATE ... FROM
             # locks in whatever order its plan visits them, and could wait in a circle with a replica.
-            await conn.execute(
-                f"""
-                SELECT 1 FROM {self._deliveries} AS d
-                JOIN unnest($1::text[], $2::text[]) AS k(event_id, platform)
-                  ON d.event_id = k.event_id AND d.platform = k.platform
-                ORDER BY d.event_id, d.platform
-                FOR UPDATE OF d
-                """,
-                [event_id for event_id, _ in pairs],
-                [platform for _, platform in pairs],
-            )
+            await _lock_in_key_order(conn, self._deliveries, pairs)
             await conn.execute(
                 f"""
                 UPDATE {self._deliveries} AS d
@@ -358,19 +348,8 @@ class PostgresStore(BatchedStore):
             return
         pairs = sorted({(item.event_id, item.platform.value) for item in items})
         async with self._connection("unpark") as conn, conn.transaction():
-            # Rows locked first, in key order, as `mark_reported` does, so two replicas unparking
-            # overlapping batches (during a rebalance) never wait on each other in a circle.
-            await conn.execute(
-                f"""
-                SELECT 1 FROM {self._parked} AS d
-                JOIN unnest($1::text[], $2::text[]) AS k(event_id, platform)
-                  ON d.event_id = k.event_id AND d.platform = k.platform
-                ORDER BY d.event_id, d.platform
-                FOR UPDATE OF d
-                """,
-                [event_id for event_id, _ in pairs],
-                [platform for _, platform in pairs],
-            )
+            # Two replicas unparking overlapping batches (during a rebalance) lock alike.
+            await _lock_in_key_order(conn, self._parked, pairs)
             await conn.execute(
                 f"""
                 DELETE FROM {self._parked} AS d
@@ -507,6 +486,21 @@ class PostgresStore(BatchedStore):
                 raise StoreUnavailableError(f"{self._where}: {operation}: the store is not open")
             async with self._pool.acquire() as conn:
                 yield conn
+
+
+async def _lock_in_key_order(conn: Any, table: str, pairs: list[tuple[str, str]]) -> None:
+    """Lock the rows of these (event_id, platform) keys in key order, within the caller's transaction."""
+    await conn.execute(
+        f"""
+        SELECT 1 FROM {table} AS d
+        JOIN unnest($1::text[], $2::text[]) AS k(event_id, platform)
+          ON d.event_id = k.event_id AND d.platform = k.platform
+        ORDER BY d.event_id, d.platform
+        FOR UPDATE OF d
+        """,
+        [event_id for event_id, _ in pairs],
+        [platform for _, platform in pairs],
+    )
 
 
 def _claim_answer(

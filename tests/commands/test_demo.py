@@ -17,13 +17,16 @@ ORDER_SYNC = str(Path(sys.executable).with_name("order-sync"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("chaos", [False, True], ids=["plain", "chaos"])
+@pytest.mark.parametrize(
+    ("chaos", "connections"), [(False, 1), (True, 1), (True, 3)], ids=["plain", "chaos", "chaos-3-accounts"]
+)
 async def test_demo_summary_matches_the_result_topics(
-    broker: EmbeddedBroker, tmp_path: Path, chaos: bool
+    broker: EmbeddedBroker, tmp_path: Path, chaos: bool, connections: int
 ) -> None:
     summary_path = tmp_path / "summary.json"
     args = ["demo", "--events", "200", "--bootstrap-servers", broker.bootstrap_servers]
     args += ["--summary-json", str(summary_path)] + (["--chaos"] if chaos else [])
+    args += ["--connections", str(connections)]
     process = await asyncio.create_subprocess_exec(
         ORDER_SYNC, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
@@ -48,7 +51,10 @@ async def test_demo_summary_matches_the_result_topics(
         dlq = Counter(r.headers["error.reason"] for r in reader.of(topics["dlq"]))
     outcomes: dict[str, Counter[str]] = defaultdict(Counter)
     for result in results.values():
-        outcomes[result["platform"]][result["outcome"]] += 1
+        label = result["platform"]
+        if connections > 1:
+            label += "/" + result["connection"]
+        outcomes[label][result["outcome"]] += 1
     assert {p: dict(c) for p, c in outcomes.items()} == summary["outcomes"]
     assert dict(dlq) == summary["dlq"] and sum(dlq.values()) == summary["malformed"]
     assert {p: sum(c.values()) for p, c in outcomes.items()} == summary["expected"]
@@ -58,6 +64,9 @@ async def test_demo_summary_matches_the_result_topics(
         assert f" {counts['applied']} " in row
     if chaos:
         assert "chaos" in printed
+    if connections > 1:
+        # Every platform's orders were spread over its accounts, and each account applied its own.
+        assert {label.split("/")[1] for label in outcomes} == {"default", "conn1", "conn2"}
 
 
 async def test_demo_creates_its_topics_on_the_broker_it_was_given(monkeypatch: pytest.MonkeyPatch) -> None:

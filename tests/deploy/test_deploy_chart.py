@@ -360,6 +360,11 @@ def test_secrets_stay_out_of_the_config_map(full_manifests: list[dict[str, Any]]
         ({"pipelines": {"overrides": {"shopify": {}}}}, "shopify"),
         ({"pipelines": {"overrides": {"sellercloud": {"replicas": 2}}}}, "replicas"),
         ({"pipelines": {"split": "yes"}}, "/pipelines/split"),
+        (
+            {"prometheusRule": {"alerts": {"pauseOverdue": {"maxAgeSeconds": "1d"}}}},
+            "/prometheusRule/alerts/pauseOverdue/maxAgeSeconds",
+        ),
+        ({"prometheusRule": {"alerts": {"pauseOverdue": {"maxAge": "1d"}}}}, "maxAge"),
     ],
     ids=[
         "replicaCount-string",
@@ -372,6 +377,8 @@ def test_secrets_stay_out_of_the_config_map(full_manifests: list[dict[str, Any]]
         "unknown-pipeline",
         "override-typo",
         "split-string",
+        "pause-age-duration",
+        "pause-age-key",
     ],
 )
 def test_schema_rejects_wrong_values_through_helm(
@@ -513,6 +520,7 @@ def test_prometheus_rule_structure(full_manifests: list[dict[str, Any]], find: A
         "OrderSyncPipelineBackpressured",
         "OrderSyncCircuitOpen",
         "OrderSyncConnectionHeld",
+        "OrderSyncPauseOverdue",
         "OrderSyncNotReady",
         "OrderSyncTargetDown",
     }
@@ -540,6 +548,7 @@ def test_alert_thresholds_follow_values(render: Any, find: Any) -> None:
         "alerts": {
             "deliveryFailureRatio": {"threshold": 0.2},
             "connectionHeld": {"threshold": 50, "for": "30m"},
+            "pauseOverdue": {"maxAgeSeconds": 7200, "for": "15m", "severity": "critical"},
             "targetDown": {"enabled": False},
         },
     }
@@ -548,8 +557,58 @@ def test_alert_thresholds_follow_values(render: Any, find: Any) -> None:
     assert "OrderSyncTargetDown" not in alerts
     assert alerts["OrderSyncDeliveryFailureRatioHigh"]["expr"].rstrip().endswith("> 0.2")
     held = alerts["OrderSyncConnectionHeld"]
-    assert held["expr"].rstrip().endswith("> 50") and held["for"] == "30m"
+    # The threshold applies to the held deliveries, before the paused targets are left out.
+    assert re.search(r"\(order_sync_held_deliveries\{[^}]*\}\) > 50\)$", held["expr"], re.MULTILINE)
+    assert held["for"] == "30m"
     assert "more than 30m" in held["annotations"]["summary"]
+    overdue = alerts["OrderSyncPauseOverdue"]
+    assert re.search(r"\(order_sync_paused_since_seconds\{[^}]*\}\)\) > 7200$", overdue["expr"], re.MULTILINE)
+    assert overdue["for"] == "15m" and overdue["labels"]["severity"] == "critical"
+    assert "more than 2h" in overdue["annotations"]["summary"]
+
+
+def test_paused_targets_fire_no_lag_or_held_alert(full_manifests: list[dict[str, Any]], find: Any) -> None:
+    """A platform paused as a whole is left out of the lag alert; a paused connection, or any of a
+    platform paused as a whole, out of the held-connection alert (alerts.promtool.yaml runs them)."""
+    (group,) = find(full_manifests, "PrometheusRule")["spec"]["groups"]
+    alerts = {r["alert"]: r["expr"] for r in group["rules"]}
+    whole_platform = f'order_sync_paused{{job="{RELEASE}", namespace="{NAMESPACE}", connection="_all"}}'
+    lag = alerts["OrderSyncConsumerLagGrowing"]
+    assert "unless on (pipeline)" in lag and whole_platform in lag
+    assert '"pipeline", "$1", "platform", "(.*)"' in lag
+    held = alerts["OrderSyncConnectionHeld"]
+    assert "unless on (platform, connection)" in held and "unless on (platform)" in held
+    assert whole_platform in held
+    assert "order_sync_paused{" in alerts["OrderSyncPauseOverdue"]
+
+
+def _notes(chart: Any, values: dict[str, Any]) -> str:
+    rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    (notes,) = [text for path, text in rendered.items() if path.endswith("NOTES.txt")]
+    return " ".join(notes.split())
+
+
+def test_notes_name_the_control_topics_and_their_acls(chart: Any) -> None:
+    """README "Operator controls": the installer learns the topics and who needs which ACL."""
+    notes = _notes(chart, {})
+    assert '"orders.sync.control" (pauses, read by every replica)' in notes
+    assert 'status topic "orders.sync.status"' in notes
+    assert (
+        "connector's principal needs READ and DESCRIBE on the control topic and WRITE and DESCRIBE" in notes
+    )
+    assert (
+        "operators who may pause need WRITE on the control topic, whoever may look READ on the status"
+        in notes
+    )
+    assert 'README "Operator controls"' in notes
+    moved = _notes(
+        chart,
+        {
+            "connector": {"extraSettings": {"KAFKA__CONTROL_TOPIC": "ops.control"}},
+            "extraEnv": [{"name": "ORDER_SYNC_KAFKA__STATUS_TOPIC", "value": "ops.status"}],
+        },
+    )
+    assert '"ops.control"' in moved and '"ops.status"' in moved and "orders.sync." not in moved
 
 
 def test_dashboard_config_map_carries_the_dashboard_file(

@@ -95,3 +95,18 @@ def test_lag_and_inflight_work_are_shown_per_pipeline(dashboard: dict[str, Any])
             q for q in queries if "{{pipeline}}" in q.legend and 'pipeline=~"$pipeline"' in q.expr
         ]
         assert per_pipeline, f"no panel shows {metric} per pipeline"
+
+
+def test_pauses_in_force_are_shown_with_their_age(dashboard: dict[str, Any]) -> None:
+    """Operators' pauses (README "Operator controls"): the targets paused now, a whole platform's
+    (connection `_all`) whatever the connection variable, each with the age of its pause."""
+    (panel,) = [p for p in dashboard_panels(dashboard) if p["title"] == "Paused"]
+    exprs = {t["refId"]: t["expr"] for t in panel["targets"]}
+    assert re.search(r"max by \(platform, connection\) \(order_sync_paused\{[^}]*\}\) == 1$", exprs["A"])
+    assert re.search(
+        r"time\(\) - max by \(platform, connection\) \(order_sync_paused_since_seconds\b", exprs["B"]
+    )
+    # The age only of what is paused now: a resumed pause's gauges stay, at 0.
+    assert exprs["B"].endswith(f"and on (platform, connection) ({exprs['A']})")
+    for expr in exprs.values():
+        assert 'connection=~"$connection|_all"' in expr and 'platform=~"$platform"' in expr

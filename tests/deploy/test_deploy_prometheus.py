@@ -5,7 +5,9 @@ second (job `order-sync`, target label namespace `orders`, as the chart's Servic
 rendered alert rules expect) while the connector works through a few hundred events to the four
 simulators: applied, rejected, unmappable and stale deliveries, malformed input for the DLQ, and
 an outage of one platform long enough to open its circuit and hold its connection (its deliveries
-parked in the store, the platform's pipeline committing on) until it recovers. Then every
+parked in the store, the platform's pipeline committing on) until it recovers. Last, an operator
+pauses one connection with `order-sync pause`, as the README's "Operator controls" says, for the
+panel of pauses in force (the connector's own control topic, so nothing else sees it). Then every
 query of every dashboard panel, and every template variable, is evaluated through Prometheus's
 HTTP API with the variables substituted as Grafana would: each must return data, with a value in
 every label its legend names. The rendered alert rules are loaded too and must evaluate cleanly.
@@ -30,7 +32,7 @@ from tests.deploy.deploy_prometheus import PrometheusServer, ScrapeTarget, has_f
 from tests.deploy.deploy_support import NAMESPACE, PanelQuery, dashboard_queries, load_dashboard
 from tests.support.events import encode, make_event
 from tests.support.kafka import TopicReader, Topics, produce
-from tests.support.process import ConnectorProcess
+from tests.support.process import ConnectorProcess, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +49,8 @@ FIRST_BATCH = ORDERS // 2
 STALE = 20
 MALFORMED = (b"{oops", b'{"event_id": 1}', b"[]")
 DOWN = "ventmere"
+#: Paused by an operator once the input is done, and left paused for the dashboard's "Paused".
+PAUSED = "elasticpath/default"
 ACCOUNT = "1ac48942-405a-4841-a7d8-708f50dbe1ad"
 #: Test speed only: the outage opens the circuit after 3 failures, probes every half second.
 FAST_CIRCUIT = {
@@ -164,6 +168,9 @@ async def test_every_dashboard_query_returns_data_from_a_live_connector(
             # Small: the connection that is down parks its deliveries in the store instead of
             # filling it, so no pipeline pauses for it.
             "ORDER_SYNC_MAX_INFLIGHT_EVENTS": "20",
+            # Its own control and status topics: the pause below holds this connector only.
+            "ORDER_SYNC_KAFKA__CONTROL_TOPIC": f"control.{uuid.uuid4().hex[:8]}",
+            "ORDER_SYNC_KAFKA__STATUS_TOPIC": f"status.{uuid.uuid4().hex[:8]}",
             **{f"ORDER_SYNC_PLATFORMS__{DOWN.upper()}__{k}": v for k, v in FAST_CIRCUIT.items()},
         }
     )
@@ -224,6 +231,17 @@ async def test_every_dashboard_query_returns_data_from_a_live_connector(
     )
     await prometheus.wait_until(
         lambda: seen("max(order_sync_held_deliveries) == 0"), 30, "every connection caught up"
+    )
+    # An operator pauses one connection (every replica applies it within about a second).
+    code, out = await run_cli(
+        connector.env, "pause", PAUSED, "--reason", "dashboard test", "--by", "deploy-tests"
+    )
+    assert code == 0, out
+    platform, _, connection = PAUSED.partition("/")
+    await prometheus.wait_until(
+        lambda: seen(f'order_sync_paused{{platform="{platform}", connection="{connection}"}} == 1'),
+        30,
+        f"{PAUSED} paused",
     )
 
     # A counter that appeared in the last scrape has one sample, too few for rate(): poll until

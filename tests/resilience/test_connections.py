@@ -4,7 +4,6 @@ connections"), and nothing is lost or reordered by the wait, a restart or a hard
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -30,10 +29,9 @@ from tests.resilience.conftest import (
 )
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, wait_committed
-from tests.support.process import ConnectorProcess
+from tests.support.process import ConnectorProcess, run_cli
 
 SC, EP = Platform.SELLERCLOUD, Platform.ELASTICPATH
-ORDER_SYNC = str(Path(sys.executable).with_name("order-sync"))
 MAX_INFLIGHT = Settings.model_fields["max_inflight_events"].default
 #: Sellercloud: `default`, one that goes down, one that is throttled; Elastic Path: two stores.
 SC_CONNECTIONS = ("default", "down", "slow")
@@ -203,15 +201,6 @@ def write_connection(directory: Path, name: str, keys: dict[str, str], platform:
     staged = directory / f".{name}.tmp"
     staged.write_text(yaml.safe_dump({"platform": platform.value, "name": name, **keys}))
     staged.replace(directory / f"{name}.yaml")
-
-
-async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        ORDER_SYNC, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    output, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, output.decode()
 
 
 async def test_connections_come_change_and_go_by_file_without_a_restart(

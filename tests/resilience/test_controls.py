@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,20 +18,17 @@ from tests.guarantees.conftest import version_sent
 from tests.resilience.conftest import EventProducer, StartConnector, connector_env
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, produce
+from tests.support.process import run_cli
 
 EP = Platform.ELASTICPATH
-ORDER_SYNC = str(Path(sys.executable).with_name("order-sync"))
 #: Status every second in tests: a replica is gone after 3 s of silence.
 FAST_STATUS = {"KAFKA__STATUS_INTERVAL_S": "1", "PLATFORMS__ELASTICPATH__RATE_LIMIT_RPS": "0"}
 
 
-async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        ORDER_SYNC, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    output, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, output.decode()
+def own_topics(topics: Topics) -> dict[str, str]:
+    """Control and status topics of this test's own: a pause must not outlive it on the shared broker."""
+    suffix = topics.input.rsplit(".", 1)[1]
+    return {"KAFKA__CONTROL_TOPIC": f"control.{suffix}", "KAFKA__STATUS_TOPIC": f"status.{suffix}"}
 
 
 def an_event(n: int, version: int) -> dict[str, Any]:
@@ -69,7 +65,9 @@ async def test_a_paused_connection_holds_on_every_replica_through_restarts_and_r
 ) -> None:
     suite.add_account(EP, "eu")
     bootstrap = broker.bootstrap_servers
-    env = connector_env(suite, topics, bootstrap, tmp_path / "store.db", "ctl", **FAST_STATUS)
+    env = connector_env(
+        suite, topics, bootstrap, tmp_path / "store.db", "ctl", **FAST_STATUS, **own_topics(topics)
+    )
     first, second = connectors(env), connectors(env)
     await asyncio.gather(first.wait_ready(60), second.wait_ready(60))
     orders, versions = 200, 10
@@ -149,10 +147,12 @@ async def test_a_pause_until_ends_by_itself_and_bad_control_records_are_ignored(
 ) -> None:
     suite.add_account(EP, "eu")
     bootstrap = broker.bootstrap_servers
-    env = connector_env(suite, topics, bootstrap, tmp_path / "store.db", "until", **FAST_STATUS)
+    env = connector_env(
+        suite, topics, bootstrap, tmp_path / "store.db", "until", **FAST_STATUS, **own_topics(topics)
+    )
     connector = connectors(env)
     await connector.wait_ready()
-    control = "orders.sync.control"
+    control = own_topics(topics)["KAFKA__CONTROL_TOPIC"]
     await produce(
         bootstrap,
         control,

@@ -118,3 +118,13 @@ class ConnectorProcess:
                 raise AssertionError(f"connector did not exit within {timeout_s}s\n{self.log_tail()}")
             await asyncio.sleep(0.05)
         return self.process.returncode
+
+
+async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """`order-sync ARGS` with `env`; its exit code and its output (stdout and stderr together)."""
+    process = await asyncio.create_subprocess_exec(
+        ORDER_SYNC, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
