@@ -90,7 +90,12 @@ async def start_up(
             await asyncio.sleep(IDLE_S)
         rss = memory_kib(child.pid)[0] / 1024
     finally:
-        await child.stop()
+        if ready:
+            await child.stop()
+        else:
+            # Still joining its groups: nothing to drain, no need to wait for a clean stop.
+            child.process.kill()
+            await child.stop(timeout_s=5)
     return {"connections": float(count), "loaded_s": loaded_s, "ready_s": ready_s, "rss_mib": rss}
 
 
