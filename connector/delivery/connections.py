@@ -125,6 +125,11 @@ class ConnectionRegistry:
     def items(self) -> list[tuple[Platform, str, PlatformDispatcher]]:
         return [(platform, name, d) for (platform, name), d in sorted(self._dispatchers.items())]
 
+    def label_of(self, platform: Platform, connection: str) -> str:
+        """The `connection` label of metrics about this connection: its name when configured, else
+        `_unknown`, so that no name from an event becomes a label value."""
+        return connection if (platform, connection) in self._dispatchers else UNKNOWN_CONNECTION_LABEL
+
     def names(self, platform: Platform) -> list[str]:
         return sorted(name for p, name in self._dispatchers if p is platform)
 

@@ -17,7 +17,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 
 from connector.codec import decode_event, encode_result
-from connector.delivery.connections import UNKNOWN_CONNECTION_LABEL, ConnectionRegistry
+from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.dispatcher import ConnectionHeld, DeliveryReport, ParkIf, Superseded
 from connector.errors import UnmappableError
 from connector.kafka.publisher import Publisher
@@ -71,7 +71,6 @@ class DeliveryRunner:
         owner: str,
         claim_lease_s: float,
     ) -> None:
-        self._connections = connections
         self.connections = connections
         self._guard = guard
         self._store = guard.store
@@ -84,6 +83,7 @@ class DeliveryRunner:
         # increment); one set per connection that has seen a delivery, not per connection configured.
         self._inflight: dict[tuple[Platform, str], Gauge] = {}
         self._delivered: dict[tuple[Platform, str, Outcome], Counter] = {}
+        self._label_of = connections.label_of
 
     def prepare(
         self, event: OrderChangedEvent, platform: Platform, source: Source, trace: TraceContext | None
@@ -96,7 +96,7 @@ class DeliveryRunner:
         # The input's traceparent goes on unchanged (W3C pass-through: no spans are recorded here);
         # without one, a trace per delivery joins its requests and its result.
         trace = trace if trace is not None else TraceContext.new()
-        dispatcher = self._connections.dispatcher(platform, connection)
+        dispatcher = self.connections.dispatcher(platform, connection)
         if dispatcher is None:
             return Delivery(key, None, _not_configured(key), source, trace)
         try:
@@ -164,7 +164,7 @@ class DeliveryRunner:
 
         if claim.status is ClaimStatus.DUPLICATE:
             self._metrics.idempotency_hits.labels(
-                key.platform.value, IdempotencyHit.DUPLICATE, self._label_of(key)
+                key.platform.value, IdempotencyHit.DUPLICATE, self._label_of(key.platform, key.connection)
             ).inc()
             log.debug(
                 "already reported; skipped",
@@ -183,7 +183,7 @@ class DeliveryRunner:
             return
 
         # In flight from here until reported: a hard kill anywhere in between may repeat the request.
-        label = self._label_of(key)
+        label = self._label_of(key.platform, key.connection)
         gauge = self._inflight.get((key.platform, label))
         if gauge is None:
             gauge = self._metrics.inflight_deliveries.labels(key.platform.value, label)
@@ -209,7 +209,7 @@ class DeliveryRunner:
         started = time.monotonic()
         if status is ClaimStatus.STALE:
             self._metrics.idempotency_hits.labels(
-                key.platform.value, IdempotencyHit.STALE, self._label_of(key)
+                key.platform.value, IdempotencyHit.STALE, self._label_of(key.platform, key.connection)
             ).inc()
             report = DeliveryReport(Outcome.SKIPPED_STALE, None, 0, None)
         else:
@@ -257,7 +257,7 @@ class DeliveryRunner:
         key = delivery.key
         # Asked now, not when the request was built: a connection changed meanwhile sends with its
         # new credentials; one removed meanwhile ends as if it had never been there (replayable).
-        dispatcher = self._connections.dispatcher(key.platform, key.connection)
+        dispatcher = self.connections.dispatcher(key.platform, key.connection)
         if dispatcher is None:
             return DeliveryReport(Outcome.UNMAPPABLE, None, 0, _not_configured(key))
         try:
@@ -288,20 +288,12 @@ class DeliveryRunner:
         await self._guard.call(self._batch.mark_reported, key)
         self._reported(result, trace)
 
-    def _label_of(self, key: DeliveryKey) -> str:
-        if self._connections.dispatcher(key.platform, key.connection) is None:
-            return UNKNOWN_CONNECTION_LABEL
-        return key.connection
-
     def _reported(self, result: OrderSyncResult, trace: TraceContext) -> None:
-        labels = (result.platform, result.connection, result.outcome)
-        counter = self._delivered.get(labels)
+        label = self._label_of(result.platform, result.connection)
+        counter = self._delivered.get((result.platform, label, result.outcome))
         if counter is None:
-            known = self._connections.dispatcher(result.platform, result.connection) is not None
-            label = result.connection if known else UNKNOWN_CONNECTION_LABEL
             counter = self._metrics.deliveries.labels(result.platform.value, result.outcome.value, label)
-            if known:
-                self._delivered[labels] = counter
+            self._delivered[(result.platform, label, result.outcome)] = counter
         counter.inc()
         failed = not result.outcome.succeeded
         if not (failed or log.isEnabledFor(logging.DEBUG)):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Gauge
 
-from connector.delivery.connections import UNKNOWN_CONNECTION_LABEL, ConnectionRegistry
+from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.dispatcher import ParkIf
 from connector.delivery.runner import Delivery, DeliveryRunner
 from connector.errors import InvalidEventError
@@ -107,7 +107,7 @@ class Parking:
                 return False  # not configured (and nothing waits for it): unmappable at once
             if not dispatcher.held and not self._crowded(connection):
                 return False
-        self._reserve(connection, partition, offset)
+        self.reserve(connection, partition, offset)
         return True
 
     def _crowded(self, connection: str) -> bool:
@@ -149,8 +149,14 @@ class Parking:
         return parked_below
 
     def reserve(self, connection: str, partition: int, offset: int) -> None:
-        """A delivery in memory found its connection held: its place in the store, reserved now."""
-        self._reserve(connection, partition, offset)
+        """A delivery's place in the store, reserved now, before it is written (`park`): taken in
+        `route` for one consumed while its connection is held, or by the stage for one in memory
+        that found its connection held."""
+        lane = self._lane(connection, partition)
+        lane.backlog += 1
+        lane.pending += 1
+        lane.floor = min(lane.floor, offset)
+        self._changed(connection)
 
     def unreserve(self, connection: str, partition: int) -> None:
         """A reserved place that will not be written (its event is a conflicting copy)."""
@@ -379,13 +385,6 @@ class Parking:
             lane = lanes[partition] = _Lane()
         return lane
 
-    def _reserve(self, connection: str, partition: int, offset: int) -> None:
-        lane = self._lane(connection, partition)
-        lane.backlog += 1
-        lane.pending += 1
-        lane.floor = min(lane.floor, offset)
-        self._changed(connection)
-
     def _backlog(self, connection: str) -> int:
         return sum(lane.backlog for lane in self._lanes.get(connection, {}).values())
 
@@ -412,8 +411,7 @@ class Parking:
             del self._held[connection]
         gauge = self._held_gauges.get(connection)
         if gauge is None:
-            known = self._connections.dispatcher(self._platform, connection) is not None
-            label = connection if known else UNKNOWN_CONNECTION_LABEL
+            label = self._connections.label_of(self._platform, connection)
             gauge = self._held_gauges[connection] = self._held_metric.labels(self._platform.value, label)
         gauge.set(backlog)
         context = {"platform": self._platform.value, "connection": connection}
