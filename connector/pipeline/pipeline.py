@@ -148,6 +148,9 @@ class Pipeline:
             for tp, records in batches.items():
                 partition = self._partitions.get(tp)
                 if partition is None:
+                    # Fetched for a partition this pipeline has not taken (yet): fetched again later.
+                    if records:
+                        self._source.rewind(tp, records[0].offset)
                     continue
                 for record in records:
                     self._accept(partition, record)
@@ -231,7 +234,9 @@ class Pipeline:
         gauge = self._metrics.consumer_lag
         while True:
             await asyncio.sleep(self._kafka.lag_refresh_s)
-            ends = await self._source.end_offsets(list(self._partitions), self.backpressure.paused)
+            # Paused (backpressure or an operator), no fetch response brings the log end: ask for it.
+            paused = self.backpressure.paused or self._was_operator_paused
+            ends = await self._source.end_offsets(list(self._partitions), paused)
             for tp, end in ends.items():
                 tracked = self._partitions.get(tp)
                 if tracked is None:
@@ -286,7 +291,8 @@ class Pipeline:
         for tp in assigned:
             # Lag is measured from the committed offset; learn it now rather than after the first commit.
             self._partitions[tp].committed = await self._source.committed(tp)
-        if self.backpressure.paused and assigned:
+        if (self.backpressure.paused or self._operator_paused()) and assigned:
+            # New assignments start unpaused; nothing of them is fetched before the loop decides.
             self._source.pause(assigned)
         self.joined = True
         log.info(

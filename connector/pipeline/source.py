@@ -77,8 +77,22 @@ class GroupConsumer:
         return result
 
     async def keep_alive(self) -> None:
-        """While paused: `getmany` on paused partitions returns nothing but keeps the member alive."""
-        await self._client.getmany(timeout_ms=100)
+        """While paused: `getmany` keeps the member alive and returns nothing of a paused partition.
+
+        A partition assigned during the call (a rebalance) starts unpaused, so `getmany` may return
+        its records; they are given back (`rewind`), never dropped: aiokafka's position moved past
+        them, and nothing would fetch them again before a restart.
+        """
+        fetched: Fetched = await self._client.getmany(timeout_ms=100)
+        for tp, records in fetched.items():
+            if records:
+                self.rewind(tp, records[0].offset)
+
+    def rewind(self, tp: TopicPartition, offset: int) -> None:
+        """Fetch `tp` again from `offset` (records fetched but not taken); nothing if no longer ours."""
+        if tp in self._client.assignment():
+            self._client.seek(tp, offset)
+
 
     def pause(self, partitions: Collection[TopicPartition] | None = None) -> None:
         self._client.pause(*(self._client.assignment() if partitions is None else partitions))
