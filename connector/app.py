@@ -26,6 +26,7 @@ from connector.observability.health import HealthServer
 from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor, secrets_of
 from connector.operations.status import StatusPublisher, StatusReport
+from connector.operations.supervisor import Policy, Supervisor
 from connector.pipeline.pipelines import Pipelines
 from connector.platforms.transport import Transport
 from connector.policies.backoff import Backoff
@@ -74,6 +75,8 @@ class Connector:
             else None
         )
         self.publisher = Publisher(settings.kafka)
+        #: Every background task of the process, the pipelines' included (README "Background tasks").
+        self.supervisor = Supervisor(self.metrics.background_task_failures)
         self.runner = DeliveryRunner(
             self.connections,
             self.guard,
@@ -83,14 +86,26 @@ class Connector:
             settings.idempotency.claim_lease_s,
         )
         self.pipelines = Pipelines(
-            settings, self.runner, self.publisher, self.guard, self.enabled, self.metrics, self.pauses
+            settings,
+            self.runner,
+            self.publisher,
+            self.guard,
+            self.enabled,
+            self.metrics,
+            self.pauses,
+            self.supervisor,
         )
         self.control = ControlReader(settings.kafka, self.pauses)
         self.status = StatusReport(
             self.owner, self.pipelines, self.connections, self.pauses, settings.kafka.status_interval_s
         )
         self.http = HealthServer(
-            self.metrics, self.readiness, settings.http.host, settings.http.port, self.status.document
+            self.metrics,
+            self.readiness,
+            settings.http.host,
+            settings.http.port,
+            self.status.document,
+            self.supervisor.liveness,
         )
         self._stop = asyncio.Event()
 
@@ -99,6 +114,7 @@ class Connector:
             "joined_groups": self.pipelines.joined,
             "store": self.guard.up,
             "not_shutting_down": not self.pipelines.stopping,
+            "background_tasks": self.supervisor.healthy,
         }
 
     def request_stop(self) -> None:
@@ -137,6 +153,31 @@ class Connector:
             await asyncio.sleep(1.0)
             await self.guard.probe()
 
+    def _start_background_tasks(self) -> None:
+        """Each under its policy (README "Background tasks" says why): every one of these keeps no
+        state a restart loses, so each is restarted with backoff, and given up (unhealthy) only when
+        it keeps failing."""
+        start = self.supervisor.start
+        # Re-reads the control topic from its beginning: the same records give the same pauses.
+        start("control", self.control.run, Policy.RESTART)
+        status = StatusPublisher(self.settings.kafka, self.status, self.pauses)
+        start("status", status.run, Policy.RESTART)
+        start("store-watch", self._store_watch, Policy.RESTART)
+        if (files := self.connection_files) is not None:
+            start("connections", lambda: connectionfiles.watch(files, self.connections), Policy.RESTART)
+        idempotency = self.settings.idempotency
+        start(
+            "purge",
+            lambda: run_purger(
+                self.store,
+                idempotency.retention_hours,
+                idempotency.purge_interval_s,
+                idempotency.purge_batch,
+                self._stop,
+            ),
+            Policy.RESTART,
+        )
+
     async def run(self) -> int:
         await self.http.start()
         log.info(
@@ -149,7 +190,6 @@ class Connector:
                 }
             },
         )
-        background: list[asyncio.Task[None]] = []
         try:
             if self.connection_files is not None:
                 # Before any delivery: an event for a file's connection must not find it missing.
@@ -163,38 +203,14 @@ class Connector:
                 return 0
             # Pauses first: a paused target must not see a request between start-up and the
             # control topic's records (at most CONTROL_CATCH_UP_S when Kafka is slow).
-            control = asyncio.create_task(self.control.run(), name="control")
-            background.append(control)
+            self._start_background_tasks()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.control.caught_up.wait(), CONTROL_CATCH_UP_S)
             await self.pipelines.start()
-            background += [
-                asyncio.create_task(
-                    StatusPublisher(self.settings.kafka, self.status, self.pauses).run(), name="status"
-                ),
-                asyncio.create_task(self._store_watch(), name="store-watch"),
-                *(
-                    [asyncio.create_task(connectionfiles.watch(files, self.connections), name="connections")]
-                    if (files := self.connection_files) is not None
-                    else []
-                ),
-                asyncio.create_task(
-                    run_purger(
-                        self.store,
-                        self.settings.idempotency.retention_hours,
-                        self.settings.idempotency.purge_interval_s,
-                        self.settings.idempotency.purge_batch,
-                        self._stop,
-                    ),
-                    name="purge",
-                ),
-            ]
             await self.pipelines.run()
             return 0
         finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await self.supervisor.stop()
             with contextlib.suppress(KafkaError):
                 await self.publisher.stop()
             await self.transport.close()

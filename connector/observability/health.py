@@ -13,16 +13,25 @@ from connector.observability.metrics import Metrics
 
 ReadinessCheck = Callable[[], dict[str, bool]]
 StatusDocument = Callable[[], dict[str, Any]]
+#: Checks of `/healthz` beyond the loop running (a background task given up): any False fails it.
+LivenessCheck = Callable[[], dict[str, bool]]
 
 
 def build_app(
-    metrics: Metrics, readiness: ReadinessCheck, status: StatusDocument | None = None
+    metrics: Metrics,
+    readiness: ReadinessCheck,
+    status: StatusDocument | None = None,
+    liveness: LivenessCheck | None = None,
 ) -> web.Application:
     async def metrics_handler(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        # Answering at all proves the event loop is running.
+        # Answering at all proves the event loop is running; a background task given up fails it,
+        # so that Kubernetes restarts the pod.
+        failed = [name for name, ok in (liveness() if liveness else {}).items() if not ok]
+        if failed:
+            return web.json_response({"status": "failed", "failed": failed}, status=503)
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
@@ -52,8 +61,9 @@ class HealthServer:
         host: str,
         port: int,
         status: StatusDocument | None = None,
+        liveness: LivenessCheck | None = None,
     ) -> None:
-        self._runner = web.AppRunner(build_app(metrics, readiness, status), access_log=None)
+        self._runner = web.AppRunner(build_app(metrics, readiness, status, liveness), access_log=None)
         self._host = host
         self._port = port
         self.port = port

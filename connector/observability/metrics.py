@@ -163,6 +163,12 @@ class Metrics:
         self.commits = Counter("order_sync_commits", "Offset commits made.", ["pipeline"], registry=r)
         self.store_up = Gauge("order_sync_store_up", "1 while the idempotency store answers.", registry=r)
         self.ready = Gauge("order_sync_ready", "1 while /readyz answers 200.", registry=r)
+        self.background_task_failures = Counter(
+            "order_sync_background_task_failures",
+            'Background tasks that failed, by task (README "Background tasks").',
+            ["task"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

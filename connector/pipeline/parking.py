@@ -85,6 +85,10 @@ class Parking:
         self._held_gauges: dict[str, Gauge] = {}
         #: The backlog last reported per connection that has one.
         self._held: dict[str, int] = {}
+        #: The label each connection's backlog is counted under, and each label's total: connections
+        #: no configuration has share `_unknown`, whose gauge is their sum (not the last one's).
+        self._counted_as: dict[str, str] = {}
+        self._label_totals: dict[str, int] = {}
         self._lanes: dict[str, dict[int, _Lane]] = {}
         self._in_memory: dict[str, int] = {}
         self._total_in_memory = 0
@@ -409,13 +413,30 @@ class Parking:
             self._held[connection] = backlog
         else:
             del self._held[connection]
-        gauge = self._held_gauges.get(connection)
-        if gauge is None:
-            label = self._connections.label_of(self._platform, connection)
-            gauge = self._held_gauges[connection] = self._held_metric.labels(self._platform.value, label)
-        gauge.set(backlog)
+        self._count(connection, backlog - before, before)
         context = {"platform": self._platform.value, "connection": connection}
         if not before:
             log.warning("connection held: its deliveries wait in the store", extra=context)
         elif not backlog:
             log.info("connection caught up: none of its deliveries waits in the store", extra=context)
+
+    def _count(self, connection: str, delta: int, before: int) -> None:
+        """Move the connection's backlog change into its label's total, and the total to the gauge.
+        A connection removed (or added) since its last change moves its count to its new label."""
+        label = self._connections.label_of(self._platform, connection)
+        counted = self._counted_as.get(connection)
+        touched = {label}
+        if counted is not None and counted != label:
+            self._label_totals[counted] -= before
+            self._label_totals[label] = self._label_totals.get(label, 0) + before
+            touched.add(counted)
+        self._label_totals[label] = self._label_totals.get(label, 0) + delta
+        if self._held.get(connection):
+            self._counted_as[connection] = label
+        else:
+            self._counted_as.pop(connection, None)
+        for name in touched:
+            gauge = self._held_gauges.get(name)
+            if gauge is None:
+                gauge = self._held_gauges[name] = self._held_metric.labels(self._platform.value, name)
+            gauge.set(self._label_totals[name])

@@ -28,6 +28,7 @@ from aiokafka.structs import ConsumerRecord
 
 from connector.config import Settings
 from connector.observability.metrics import Metrics
+from connector.operations.supervisor import Policy, Supervisor
 from connector.pipeline.backpressure import Backpressure
 from connector.pipeline.offsets import OffsetTracker
 from connector.pipeline.source import GroupConsumer
@@ -81,6 +82,7 @@ class Pipeline:
         guard: StoreGuard,
         metrics: Metrics,
         operator_paused: Callable[[], bool] = lambda: False,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.name = name
         self._stage = stage
@@ -88,6 +90,7 @@ class Pipeline:
         self._operator_paused = operator_paused
         self._was_operator_paused = False
         self._settings = settings
+        self._supervisor = supervisor or Supervisor(metrics.background_task_failures)
         self._kafka = settings.kafka
         self._guard = guard
         self._metrics = metrics
@@ -111,9 +114,11 @@ class Pipeline:
 
     async def run(self) -> None:
         """Consume until `request_stop`, then finish in-flight work within the shutdown timeout and commit."""
+        # A failed commit loop leaves the offsets' bookkeeping in doubt: the pod is restarted
+        # (README "Background tasks"). The lag loop only measures: it is restarted.
         background = [
-            asyncio.create_task(self._commit_loop(), name=f"{self.name}-commits"),
-            asyncio.create_task(self._lag_loop(), name=f"{self.name}-lag"),
+            self._supervisor.start(f"{self.name}-commits", self._commit_loop, Policy.FATAL),
+            self._supervisor.start(f"{self.name}-lag", self._lag_loop, Policy.RESTART),
         ]
         try:
             await self._fetch_loop()

@@ -17,6 +17,7 @@ from connector.delivery.runner import DeliveryRunner
 from connector.kafka.publisher import Publisher
 from connector.models import Platform
 from connector.observability.metrics import Metrics
+from connector.operations.supervisor import Supervisor
 from connector.pipeline.delivery import DeliveryStage
 from connector.pipeline.intake import IntakeStage
 from connector.pipeline.parking import Parking
@@ -47,6 +48,7 @@ class Pipelines:
         platforms: list[Platform],
         metrics: Metrics,
         pauses: Pauses | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         # Decoded messages for pipelines up to half an in-flight window apart (about 12 KiB each); what
         # was judged of each (a byte) for pipelines much further apart.
@@ -57,11 +59,14 @@ class Pipelines:
             judged_span=JUDGED_WINDOWS * settings.max_inflight_events,
         )
         self.all: list[Pipeline] = []
+        self._supervisor = supervisor or Supervisor(metrics.background_task_failures)
         #: Each platform pipeline's owner of parked deliveries (its held backlog, for the status).
         self.parking: dict[Platform, Parking] = {}
         if settings.runs_intake():
             stage = IntakeStage(self.screen, publisher, metrics)
-            self.all.append(self._pipeline(INTAKE_PIPELINE, stage, settings, guard, metrics))
+            self.all.append(
+                self._pipeline(INTAKE_PIPELINE, stage, settings, guard, metrics, self._supervisor)
+            )
         for platform in platforms:
             supersede = settings.platforms.get(platform).supersede_queued_versions
             parking = Parking(
@@ -70,7 +75,9 @@ class Pipelines:
             delivery = DeliveryStage(platform, self.screen, runner, parking, metrics, supersede)
             self.parking[platform] = parking
             paused = _platform_paused(pauses, platform)
-            self.all.append(self._pipeline(platform.value, delivery, settings, guard, metrics, paused))
+            self.all.append(
+                self._pipeline(platform.value, delivery, settings, guard, metrics, self._supervisor, paused)
+            )
         self.stopping = False
 
     @staticmethod
@@ -80,9 +87,10 @@ class Pipelines:
         settings: Settings,
         guard: StoreGuard,
         metrics: Metrics,
+        supervisor: Supervisor,
         paused: Callable[[], bool] = lambda: False,
     ) -> Pipeline:
-        return Pipeline(name, group_of(settings, name), stage, settings, guard, metrics, paused)
+        return Pipeline(name, group_of(settings, name), stage, settings, guard, metrics, paused, supervisor)
 
     @property
     def joined(self) -> bool:

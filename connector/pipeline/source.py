@@ -93,7 +93,6 @@ class GroupConsumer:
         if tp in self._client.assignment():
             self._client.seek(tp, offset)
 
-
     def pause(self, partitions: Collection[TopicPartition] | None = None) -> None:
         self._client.pause(*(self._client.assignment() if partitions is None else partitions))
 
