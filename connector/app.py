@@ -21,6 +21,7 @@ from connector.delivery import connectionfiles
 from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.runner import DeliveryRunner
 from connector.errors import StoreUnavailableError
+from connector.kafka.client import StartRetries
 from connector.kafka.publisher import Publisher
 from connector.observability.health import HealthServer
 from connector.observability.metrics import Metrics
@@ -138,12 +139,13 @@ class Connector:
 
     async def _start_publisher(self) -> None:
         backoff = Backoff(START_BACKOFF_FIRST_S, START_BACKOFF_MAX_S)
+        retries = StartRetries(self.settings.kafka, log, " for producing")
         while not self._stop.is_set():
             try:
                 await self.publisher.start()
                 return
             except KafkaError as exc:
-                log.warning("Kafka not reachable for producing (%s); retrying in %.1fs", exc, backoff.delay)
+                await retries.failed(exc, backoff.delay)
                 await backoff.wait()
 
     async def _store_watch(self) -> None:

@@ -99,17 +99,48 @@ class KafkaSettings(_Section):
         default=5.0, gt=0, description="How often each replica publishes its status (and on every change)."
     )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        default="PLAINTEXT", description="Kafka security protocol."
+        default="PLAINTEXT",
+        description='PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (README "Kafka security").',
     )
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
-        default=None, description="SASL mechanism (with a SASL protocol)."
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = Field(
+        default=None,
+        description="SASL mechanism (with a SASL protocol): PLAIN (the default), SCRAM-SHA-256,"
+        " SCRAM-SHA-512 (these three need SASL_USERNAME and SASL_PASSWORD) or OAUTHBEARER (needs"
+        " SASL_OAUTH_TOKEN_FILE).",
     )
     sasl_username: str | None = Field(default=None, description="SASL username.")
     sasl_password: SecretStr | None = Field(default=None, description="SASL password (secret).")
-    ssl_cafile: Path | None = Field(default=None, description="CA bundle for SSL/SASL_SSL.")
+    sasl_oauth_token_file: Path | None = Field(
+        default=None,
+        description="OAUTHBEARER: a file holding the access token, read again at every authentication"
+        " (whatever renews the token rewrites the file).",
+    )
+    ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle for SSL/SASL_SSL (unset: the system's CAs)."
+    )
+    ssl_certfile: Path | None = Field(
+        default=None,
+        description="Client certificate (PEM; may hold the key too) for mutual TLS with SSL/SASL_SSL.",
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None, description="Private key (PEM) of SSL_CERTFILE, when not in that file."
+    )
+    ssl_key_password: SecretStr | None = Field(
+        default=None, description="Password of an encrypted private key (secret)."
+    )
     session_timeout_ms: int = Field(default=30_000, ge=1_000, description="Kafka consumer session timeout.")
     heartbeat_interval_ms: int = Field(
         default=3_000, ge=100, description="Kafka consumer heartbeat interval."
+    )
+    group_instance_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Static group membership (KIP-345): this replica's own stable id, unique among"
+        " the replicas (the chart can set the pod's name); each pipeline's consumer joins its group as"
+        " `{GROUP_INSTANCE_ID}.{pipeline}`. Unset: dynamic membership. Trade-offs in README"
+        ' "Restarts and group membership".',
     )
     commit_interval_s: float = Field(
         default=1.0,
@@ -144,6 +175,26 @@ class KafkaSettings(_Section):
         ge=0,
         description="On revocation, how long those partitions' in-flight work may finish.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return read_secret_files(values, {"sasl_password", "ssl_key_password"})
+        return values
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> KafkaSettings:
+        if (self.ssl_keyfile or self.ssl_key_password) and not self.ssl_certfile:
+            raise ValueError("ssl_keyfile and ssl_key_password need ssl_certfile (the client certificate)")
+        if self.security_protocol.startswith("SASL"):
+            mechanism = self.sasl_mechanism or "PLAIN"
+            if mechanism == "OAUTHBEARER":
+                if self.sasl_oauth_token_file is None:
+                    raise ValueError("sasl_mechanism OAUTHBEARER needs sasl_oauth_token_file")
+            elif not (self.sasl_username and self.sasl_password):
+                raise ValueError(f"sasl_mechanism {mechanism} needs sasl_username and sasl_password")
+        return self
 
 
 class IdempotencySettings(_Section):

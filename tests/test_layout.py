@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "connector"
@@ -122,3 +123,38 @@ ROOT_MODULES = {
 def test_the_package_root_holds_only_shared_modules() -> None:
     root = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
     assert root == ROOT_MODULES
+
+
+def readme_module_rows() -> list[list[str]]:
+    """The module column of README's architecture table: the code spans of each row."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    start = readme.index("| module | concern |")
+    end = readme.index("\n#", start)
+    rows = [line for line in readme[start:end].splitlines()[2:] if line.startswith("|")]
+    return [re.findall(r"`([^`]+)`", row.split("|")[1]) for row in rows]
+
+
+def named_in(module: str, rows: list[list[str]]) -> bool:
+    """`pkg/a.py` is named by itself, by a folder row (`pkg/`), or by `b.py, a.py` after `pkg/b.py`."""
+    folder, _, name = module.rpartition("/")
+    for spans in rows:
+        folders = {span.rpartition("/")[0] for span in spans if "/" in span}
+        for span in spans:
+            if span == module or (span.endswith("/") and module.startswith(span)):
+                return True
+            if "/" not in span and span == name and folder in folders:
+                return True
+    return False
+
+
+def test_the_readme_architecture_table_names_every_module() -> None:
+    rows = readme_module_rows()
+    modules = [
+        str(path.relative_to(PACKAGE)) for path in sorted(PACKAGE.rglob("*.py")) if path.name != "__init__.py"
+    ]
+    missing = [module for module in modules if not named_in(module, rows)]
+    assert not missing, f"README's architecture table lacks {missing}"
+    packages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    readme = (PACKAGE.parent / "README.md").read_text()
+    tree = readme[readme.index("connector/\n") : readme.index("```", readme.index("connector/\n"))]
+    assert not [p for p in packages if f"  {p}/" not in tree], "a package missing from the README's tree"

@@ -20,7 +20,7 @@ from rich.table import Table
 from connector.config import KafkaSettings
 from connector.control.reader import ensure_compacted_topic
 from connector.control.records import ControlRecord, ControlRecordError, Target, pause_record, resume_record
-from connector.kafka.client import client_options, kafka_errors, producer_options
+from connector.kafka.client import client_options, kafka_errors, producer_options, stop_consumer
 
 #: A replica that has not published for this many of its intervals is shown as gone.
 GONE_AFTER_INTERVALS = 3
@@ -34,11 +34,13 @@ def operator() -> str:
 
 
 async def _write(settings: KafkaSettings, target: Target, record: ControlRecord) -> None:
-    with kafka_errors(settings.bootstrap_servers):
-        await ensure_compacted_topic(settings, settings.control_topic)
+    async with kafka_errors(settings):
         producer = AIOKafkaProducer(**producer_options(settings))
-        await producer.start()
         try:
+            # Started first: an unreachable Kafka is then this command's one line, not a warning
+            # about the topic too.
+            await producer.start()
+            await ensure_compacted_topic(settings, settings.control_topic)
             await producer.send_and_wait(
                 settings.control_topic, value=record.encode(), key=str(target).encode()
             )
@@ -86,12 +88,12 @@ async def resume(settings: KafkaSettings, target_text: str, by: str | None, out:
 
 async def read_statuses(settings: KafkaSettings) -> list[dict[str, Any]]:
     """Each replica's newest status document, up to the topic's end at the time of the call."""
-    with kafka_errors(settings.bootstrap_servers):
+    async with kafka_errors(settings):
         consumer = AIOKafkaConsumer(
             **client_options(settings), enable_auto_commit=False, auto_offset_reset="earliest"
         )
-        await consumer.start()
         try:
+            await consumer.start()
             partitions = consumer.partitions_for_topic(settings.status_topic) or set()
             tps = [TopicPartition(settings.status_topic, p) for p in sorted(partitions)]
             if not tps:
@@ -112,7 +114,7 @@ async def read_statuses(settings: KafkaSettings) -> list[dict[str, Any]]:
                             continue
             return list(latest.values())
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
 
 def _gone(document: dict[str, Any], now: datetime) -> bool:

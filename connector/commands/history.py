@@ -34,7 +34,7 @@ from aiokafka.errors import KafkaError
 from connector.codec import decode_event
 from connector.config import Settings
 from connector.errors import InvalidEventError, KafkaReadError
-from connector.kafka.client import client_options
+from connector.kafka.client import client_options, stop_consumer, unreachable
 from connector.kafka.partitioners import candidate_partitions, murmur2
 from connector.models import DEFAULT_CONNECTION, Outcome, Platform, Source
 from connector.observability.tracecontext import TraceContext
@@ -277,7 +277,7 @@ async def _read_history(settings: Settings, order_number: str, since: datetime, 
         await consumer.start()
     except KafkaError as exc:
         await consumer.stop()
-        raise KafkaReadError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
+        raise KafkaReadError(await unreachable(kafka, exc)) from exc
     try:
         reader = _Reader(consumer, since)
         outputs = [
@@ -317,7 +317,7 @@ async def _read_history(settings: Settings, order_number: str, since: datetime, 
     except KafkaError as exc:
         raise KafkaReadError(f"reading Kafka at {kafka.bootstrap_servers} failed: {exc}") from exc
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
     event_ids = [i.event_id for i in received if i.event_id] + [r.document["event_id"] for r in results]
     records, store_note = await _store_records(settings, order_number, event_ids, use_store)

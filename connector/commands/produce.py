@@ -51,7 +51,7 @@ def produce_file(data: bytes, settings: KafkaSettings) -> int:
 
 
 async def _publish(settings: KafkaSettings, messages: list[tuple[bytes, bytes]]) -> None:
-    with kafka_errors(settings.bootstrap_servers):
+    async with kafka_errors(settings):
         producer = AIOKafkaProducer(**producer_options(settings))
         try:
             await producer.start()

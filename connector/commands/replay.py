@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from connector.codec import decode_event
 from connector.config import KafkaSettings
 from connector.errors import DlqReason, InvalidEventError
-from connector.kafka.client import client_options, kafka_errors, producer_options
+from connector.kafka.client import client_options, kafka_errors, producer_options, stop_consumer
 from connector.models import Outcome, Platform
 from connector.observability.tracecontext import TraceContext
 
@@ -84,7 +84,7 @@ async def _read_topic(settings: KafkaSettings, topic: str) -> AsyncIterator[Any]
                 # Nothing more to read (the log may end in non-record entries).
                 return
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 def _timestamp(record: Any) -> datetime:
@@ -177,7 +177,7 @@ async def plan_dlq_replays(settings: KafkaSettings, wanted: ReplayFilter) -> lis
 
 
 async def replay(settings: KafkaSettings, source: ReplaySource, wanted: ReplayFilter, publish: bool) -> int:
-    with kafka_errors(settings.bootstrap_servers):
+    async with kafka_errors(settings):
         return await _replay(settings, source, wanted, publish)
 
 

@@ -60,10 +60,18 @@ async def accepts_connections(port: int) -> bool:
 
 
 class EmbeddedBroker:
-    """Starts Tansu on a free loopback port; `bootstrap_servers` once started."""
+    """Starts Tansu on a free loopback port; `bootstrap_servers` once started.
 
-    def __init__(self, port: int | None = None, log_file: Path | None = None) -> None:
+    `advertised_port`: the port the broker tells clients to use when something else (a TLS proxy)
+    fronts it there; clients then get no further than bootstrap on `port`, so `start` only waits
+    for it to listen, and whoever runs the proxy checks that the broker answers through it.
+    """
+
+    def __init__(
+        self, port: int | None = None, log_file: Path | None = None, advertised_port: int | None = None
+    ) -> None:
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
         self._log_file = log_file
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -77,10 +85,11 @@ class EmbeddedBroker:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         output = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")}
         return subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", advertised],
             stdout=output,
             stderr=output,
             env=env,
@@ -98,6 +107,8 @@ class EmbeddedBroker:
                     raise BrokerUnavailableError(f"broker not listening after {timeout_s}s")
                 await asyncio.sleep(0.02)
                 continue
+            if self.advertised_port != self.port:
+                return
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000)
             try:
                 await admin.start()

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from connector.config import KafkaSettings
-from connector.kafka.client import consumer_options
+from connector.kafka.client import StartRetries, consumer_options
 from connector.policies import Backoff
 
 log = logging.getLogger(__name__)
@@ -48,26 +48,28 @@ class GroupConsumer:
         self.group_id = group_id
         self._settings = settings
         self._pipeline = pipeline
-        self._client = AIOKafkaConsumer(**{**consumer_options(settings), "group_id": group_id})
+        self._client = AIOKafkaConsumer(**{**consumer_options(settings, pipeline), "group_id": group_id})
 
     async def start(self, listener: Rebalance, stopping: asyncio.Event) -> None:
-        """Subscribe and connect, retrying with backoff while the broker is unreachable."""
-        self._client.subscribe([self._settings.input_topic], listener=_Listener(listener))
+        """Connect, retrying with backoff while the broker is unreachable, then subscribe.
+
+        In this order `start` returns once connected, without the group's first assignment (aiokafka
+        waits for it when the subscription comes first): the pipeline fetches at once, and so keeps
+        its group membership alive and sees its coordinator's errors, however long another pipeline's
+        group takes to form. Joining is `fetch`'s to wait for; `on_assigned` marks it.
+        """
         backoff = Backoff(0.5, 10.0)
+        retries = StartRetries(self._settings, log)
         while True:
             try:
                 await self._client.start()
-                return
+                break
             except KafkaError as exc:
                 if stopping.is_set():
                     raise
-                log.warning(
-                    "Kafka not reachable (%s); retrying in %.1fs",
-                    exc,
-                    backoff.delay,
-                    extra={"pipeline": self._pipeline},
-                )
+                await retries.failed(exc, backoff.delay, extra={"pipeline": self._pipeline})
                 await backoff.wait()
+        self._client.subscribe([self._settings.input_topic], listener=_Listener(listener))
 
     async def stop(self) -> None:
         await self._client.stop()

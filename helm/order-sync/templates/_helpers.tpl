@@ -122,6 +122,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 /etc/order-sync/kafka-ca
 {{- end }}
 
+{{/* Where the client certificate and key from kafka.tls.clientSecret are mounted. */}}
+{{- define "order-sync.kafkaClientDir" -}}
+/etc/order-sync/kafka-client
+{{- end }}
+
 {{/*
 Credential values per platform (camelCase value key -> the connector's setting), all stored in
 the Secret. Everything else about a platform is non-secret and goes into the ConfigMap.
