@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 import click
 
 from connector.commands.replay import ReplaySource
 from connector.errors import ConfigError, DlqReason, OrderSyncError
 from connector.models import Outcome, Platform
+
+if TYPE_CHECKING:
+    from connector.config import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: The outcomes a failure result can carry: what `replay --outcome` can select.
 FAILED_OUTCOMES = [o.value for o in Outcome if not o.succeeded]
@@ -58,29 +65,55 @@ def _quiet_kafka_client() -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
-def _fail_config(exc: ConfigError) -> None:
-    click.echo(f"order-sync: {exc}", err=True)
-    sys.exit(2)
+#: A command's extra environment from its own options (`run --pipelines`), read with the settings.
+Overrides = Callable[[dict[str, Any]], dict[str, str]]
+
+
+def with_settings(*, quiet_kafka: bool = True, overrides: Overrides | None = None) -> Callable[[F], F]:
+    """`--config FILE`, declared once for every command that reads the configuration, and the one
+    way they load it: the command is called with `settings` (the environment over the file) in place
+    of `config_file`; a configuration that fails is one line on stderr and exit 2."""
+
+    def decorate(command: F) -> F:
+        @click.option(
+            "--config",
+            "config_file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="YAML configuration file (the environment wins over it).",
+        )
+        @functools.wraps(command)
+        def load_then_run(*args: Any, config_file: Path | None, **kwargs: Any) -> Any:
+            from connector.config import load_settings
+
+            if quiet_kafka:
+                _quiet_kafka_client()
+            extra = overrides(kwargs) if overrides is not None else {}
+            try:
+                settings = load_settings(config_file, {**os.environ, **extra} if extra else None)
+            except ConfigError as exc:
+                click.echo(f"order-sync: {exc}", err=True)
+                sys.exit(2)
+            return command(*args, settings=settings, **kwargs)
+
+        return cast(F, load_then_run)
+
+    return decorate
 
 
 @cli.command()
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_settings(
+    quiet_kafka=False,
+    overrides=lambda options: {"ORDER_SYNC_PIPELINES": p} if (p := options.get("pipelines")) else {},
+)
 @click.option(
     "--pipelines",
     help="Run only these pipelines, comma-separated: intake and/or platform names"
     " (overrides ORDER_SYNC_PIPELINES; default: the intake and every enabled platform).",
 )
-def run(config_file: Path | None, pipelines: str | None) -> None:
+def run(pipelines: str | None, settings: Settings) -> None:
     """Run the connector until SIGTERM/SIGINT."""
     from connector.commands.run import run_connector
-    from connector.config import ENV_PREFIX, load_settings
 
-    environ = None if pipelines is None else {**os.environ, f"{ENV_PREFIX}PIPELINES": pipelines}
-    try:
-        settings = load_settings(config_file, environ)
-    except ConfigError as exc:
-        _fail_config(exc)
-        return
     sys.exit(run_connector(settings))
 
 
@@ -108,12 +141,12 @@ def schemas(check: bool, directory: Path) -> None:
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=False, path_type=Path))
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def validate(file: Path, config_file: Path | None) -> None:
+@with_settings(quiet_kafka=False)
+def validate(file: Path, settings: Settings) -> None:
     """Validate canonical events (JSON or JSONL) and print each platform's request."""
     from connector.commands.validate import validate_file
 
-    sys.exit(validate_file(file, config_file))
+    sys.exit(validate_file(file, settings))
 
 
 @cli.command()
@@ -206,18 +239,11 @@ def simulate(
 
 @cli.command()
 @click.argument("file", type=click.File("rb"))
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def produce(file: BinaryIO, config_file: Path | None) -> None:
+@with_settings()
+def produce(file: BinaryIO, settings: Settings) -> None:
     """Publish canonical events from JSON/JSONL (- for stdin) to the input topic."""
     from connector.commands.produce import produce_file
-    from connector.config import load_settings
 
-    _quiet_kafka_client()
-    try:
-        settings = load_settings(config_file)
-    except ConfigError as exc:
-        _fail_config(exc)
-        return
     sys.exit(produce_file(file.read(), settings.kafka))
 
 
@@ -242,7 +268,7 @@ def _moment(value: str | None) -> datetime | None:
 @click.option("--since", help="Only failures at or after this RFC 3339 time.")
 @click.option("--until", help="Only failures before this RFC 3339 time.")
 @click.option("--yes", is_flag=True, help="Publish (without it, only print what would be published).")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_settings()
 def replay(
     source: str,
     platforms: tuple[str, ...],
@@ -251,22 +277,16 @@ def replay(
     since: str | None,
     until: str | None,
     yes: bool,
-    config_file: Path | None,
+    settings: Settings,
 ) -> None:
     """Re-drive failed deliveries (or DLQ records) as new events, after the cause was fixed."""
     import asyncio
 
     from connector.commands.replay import ReplayFilter
     from connector.commands.replay import replay as run_replay
-    from connector.config import load_settings
 
-    _quiet_kafka_client()
     try:
-        settings = load_settings(config_file)
         window = (_moment(since), _moment(until))
-    except ConfigError as exc:
-        _fail_config(exc)
-        return
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since/--until") from exc
     wanted = ReplayFilter(
@@ -289,21 +309,14 @@ def replay(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the story as JSON.")
 @click.option("--no-store", is_flag=True, help="Do not read the idempotency store (Kafka only).")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def history(order_number: str, since: str, as_json: bool, no_store: bool, config_file: Path | None) -> None:
+@with_settings()
+def history(order_number: str, since: str, as_json: bool, no_store: bool, settings: Settings) -> None:
     """What happened to one order: every version received and each platform's outcome."""
     import asyncio
 
     from connector.commands.history import parse_since, read_history, render_text
-    from connector.config import load_settings
     from connector.errors import KafkaReadError, StoreUnavailableError
 
-    _quiet_kafka_client()
-    try:
-        settings = load_settings(config_file)
-    except ConfigError as exc:
-        _fail_config(exc)
-        return
     try:
         start = parse_since(since, datetime.now(UTC))
     except ValueError as exc:
@@ -333,21 +346,15 @@ def history(order_number: str, since: str, as_json: bool, no_store: bool, config
 @click.option("--reason", required=True, help="Why: shown in `order-sync status` and the logs.")
 @click.option("--until", help="The pause ends by itself at this RFC 3339 time.")
 @click.option("--by", help="Who pauses (default: the OS user).")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def pause(target: str, reason: str, until: str | None, by: str | None, config_file: Path | None) -> None:
+@with_settings()
+def pause(target: str, reason: str, until: str | None, by: str | None, settings: Settings) -> None:
     """Hold PLATFORM or PLATFORM/CONNECTION on every replica: its deliveries wait, durably, in order."""
     import asyncio
 
     from connector.commands.control import pause as run_pause
-    from connector.config import load_settings
 
-    _quiet_kafka_client()
     try:
-        settings = load_settings(config_file)
         ends = _moment(until)
-    except ConfigError as exc:
-        _fail_config(exc)
-        return
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--until") from exc
     sys.exit(asyncio.run(run_pause(settings.kafka, target, reason, ends, by, sys.stdout)))
@@ -356,37 +363,23 @@ def pause(target: str, reason: str, until: str | None, by: str | None, config_fi
 @cli.command()
 @click.argument("target")
 @click.option("--by", help="Who resumes (default: the OS user).")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def resume(target: str, by: str | None, config_file: Path | None) -> None:
+@with_settings()
+def resume(target: str, by: str | None, settings: Settings) -> None:
     """End a pause of PLATFORM or PLATFORM/CONNECTION; held deliveries go out oldest first."""
     import asyncio
 
     from connector.commands.control import resume as run_resume
-    from connector.config import load_settings
 
-    _quiet_kafka_client()
-    try:
-        settings = load_settings(config_file)
-    except ConfigError as exc:
-        _fail_config(exc)
-        return
     sys.exit(asyncio.run(run_resume(settings.kafka, target, by, sys.stdout)))
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print every replica's status document as JSON.")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def status(as_json: bool, config_file: Path | None) -> None:
+@with_settings()
+def status(as_json: bool, settings: Settings) -> None:
     """Every replica: pipelines, partitions, lag, in flight, and its connections' pauses and backlogs."""
     import asyncio
 
     from connector.commands.control import status as run_status
-    from connector.config import load_settings
 
-    _quiet_kafka_client()
-    try:
-        settings = load_settings(config_file)
-    except ConfigError as exc:
-        _fail_config(exc)
-        return
     sys.exit(asyncio.run(run_status(settings.kafka, as_json, sys.stdout)))

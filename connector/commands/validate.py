@@ -18,7 +18,7 @@ import orjson
 from pydantic import SecretStr
 
 from connector.codec import decode_event
-from connector.config import PlatformSettings, Settings, load_settings
+from connector.config import PlatformSettings, Settings
 from connector.delivery.connectionfiles import ConnectionFiles
 from connector.errors import ConfigError, InvalidEventError, UnmappableError
 from connector.models import DEFAULT_CONNECTION, OrderChangedEvent, Platform
@@ -43,14 +43,9 @@ PLACEHOLDERS: dict[Platform, dict[str, Any]] = {
 }
 
 
-def validate_file(file: Path, config_file: Path | None, out: TextIO | None = None) -> int:
-    """Print each event's verdict and requests; 0 when every event is valid, 1 otherwise, 2 on bad config."""
+def validate_file(file: Path, settings: Settings, out: TextIO | None = None) -> int:
+    """Print each event's verdict and requests; 0 when every event is valid, 1 otherwise."""
     out = out or sys.stdout
-    try:
-        settings = load_settings(config_file)
-    except ConfigError as exc:
-        print(f"order-sync: {exc}", file=sys.stderr)
-        return 2
     try:
         raw = file.read_bytes()
     except OSError as exc:

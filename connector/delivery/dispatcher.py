@@ -155,102 +155,133 @@ class PlatformDispatcher:
         started = time.monotonic()
         waited = 0.0
         while True:
-            if park_if is not None and (self.held or park_if()):
-                raise ConnectionHeld
-            wait_started = time.monotonic()
-            await self._wait_resumed()
-            await self.circuit.wait_until_allowed()
-            await self._hold.wait()
-            waited += time.monotonic() - wait_started
+            waited += await self._wait_for_turn(park_if)
             if superseded is not None and superseded():
                 return DeliveryReport(Outcome.SUPERSEDED, None, attempts, None)
-            async with self._slots:
-                # A token is taken only once a slot is held: tokens taken while queued for a slot
-                # would leave together when slots free up, faster than RATE_LIMIT_RPS.
-                wait_started = time.monotonic()
-                await self._bucket.acquire()
-                while self._hold.held or self.paused:
-                    # A throttle answered while this request queued holds it too: nothing is sent
-                    # between a platform-wide refusal and its reset time but what was already sent.
-                    # Its token is spent: sent late, it would add to the burst after the hold.
-                    if park_if is not None and self.held:
-                        raise ConnectionHeld
-                    await self._wait_resumed()
-                    await self._hold.wait()
-                    await self._bucket.acquire()
-                waited += time.monotonic() - wait_started
-                if park_if is not None and park_if():
-                    raise ConnectionHeld
-                if superseded is not None and superseded():
-                    # Newer work arrived while this one queued for its slot or its token.
-                    return DeliveryReport(Outcome.SUPERSEDED, None, attempts, None)
-                sent_at = time.monotonic()
-                try:
-                    attempt = await self.adapter.attempt(request)
-                except Exception as exc:
-                    # A bug in an adapter must not stall the stream: count it as a failed attempt.
-                    log.exception("adapter failed unexpectedly", extra=self._log_context)
-                    attempt = Attempt(
-                        Verdict.RETRY, None, ErrorCategory.CONNECTION, f"internal error: {type(exc).__name__}"
-                    )
-                except BaseException:
-                    self.circuit.record_released()
-                    raise
-                self._request_seconds.observe(time.monotonic() - sent_at)
+            attempt, queued = await self._send(request, superseded, park_if)
+            waited += queued
+            if attempt is None:
+                # Newer work arrived while this one queued for its slot or its token.
+                return DeliveryReport(Outcome.SUPERSEDED, None, attempts, None)
             self._count_request(attempt)
-            if attempt.verdict is Verdict.RETRY and attempt.wait_scope is WaitScope.PLATFORM:
-                # The platform answered (it is up) and throttles everyone: hold them all, charge nobody.
-                self.circuit.record_success()
-                # An adapter names the reset time; without one, a second keeps this from spinning.
-                hold_s = attempt.retry_after or 1.0
-                self._hold.hold_for(hold_s)
-                self._bucket.pause(hold_s)
-                self._metrics.retries.labels(self.platform.value, RetryWait.THROTTLED, self.connection).inc()
-                log.info(
-                    "platform throttled: %s",
-                    attempt.message,
-                    extra={**self._log_context, "status_code": attempt.status_code},
-                )
+            if self._throttled(attempt):
                 continue
             attempts += 1
-            if attempt.verdict is Verdict.APPLIED:
-                self.circuit.record_success()
-                self._bucket.on_success()
-                return DeliveryReport(Outcome.APPLIED, attempt.status_code, attempts, None)
-            if attempt.verdict is Verdict.REJECT:
-                # The platform answered: it is up, whatever it thought of this request.
-                self.circuit.record_success()
-                self.last_error = (attempt.message, time.time())
-                return DeliveryReport(Outcome.REJECTED, attempt.status_code, attempts, _error_from(attempt))
-            self.last_error = (attempt.message, time.time())
-            if attempt.slow_down and self._bucket.rate_per_s:
-                # Refused for our pace: the platform is up, and the token bucket owns the pace. An
-                # open circuit would hold (park) the connection over what is no outage.
-                self.circuit.record_success()
-                self._bucket.throttle(attempt.retry_after)
-            else:
-                # Without a rate of ours to slow down, persistent 429s are for the circuit to hold.
-                self.circuit.record_failure()
-            elapsed = time.monotonic() - started - waited
-            decision = self._retry.next_delay(attempts, elapsed, attempt.retry_after)
-            if not decision.retry:
-                if self.circuit.state is not CircuitState.CLOSED:
-                    # An outage is not this delivery's fault: wait for the circuit instead of failing.
-                    self._metrics.retries.labels(
-                        self.platform.value, RetryWait.CIRCUIT_OPEN, self.connection
-                    ).inc()
-                    continue
-                category = (
-                    ErrorCategory.RETRY_BUDGET
-                    if decision.reason is not RetryReason.MAX_ATTEMPTS
-                    else attempt.category
-                )
-                return DeliveryReport(
-                    Outcome.EXHAUSTED,
-                    attempt.status_code,
-                    attempts,
-                    _error_from(attempt, category, f"gave up after {attempts} attempts: {decision.reason}"),
-                )
+            report, delay = self._judge(attempt, attempts, time.monotonic() - started - waited)
+            if report is not None:
+                return report
+            if delay is not None:
+                await asyncio.sleep(delay)
+
+    async def _wait_for_turn(self, park_if: ParkIf | None) -> float:
+        """Wait out a pause, an open circuit and a throttle (or raise `ConnectionHeld` to park);
+        the seconds waited, which are charged to no retry budget."""
+        if park_if is not None and (self.held or park_if()):
+            raise ConnectionHeld
+        wait_started = time.monotonic()
+        await self._wait_resumed()
+        await self.circuit.wait_until_allowed()
+        await self._hold.wait()
+        return time.monotonic() - wait_started
+
+    async def _send(
+        self, request: PlatformRequest, superseded: Superseded, park_if: ParkIf | None
+    ) -> tuple[Attempt | None, float]:
+        """One attempt under a slot and a token; None when superseded while queued. Also the
+        seconds queued for the token and any hold that came meanwhile."""
+        async with self._slots:
+            # A token is taken only once a slot is held: tokens taken while queued for a slot
+            # would leave together when slots free up, faster than RATE_LIMIT_RPS.
+            wait_started = time.monotonic()
+            await self._bucket.acquire()
+            while self._hold.held or self.paused:
+                # A throttle answered while this request queued holds it too: nothing is sent
+                # between a platform-wide refusal and its reset time but what was already sent.
+                # Its token is spent: sent late, it would add to the burst after the hold.
+                if park_if is not None and self.held:
+                    raise ConnectionHeld
+                await self._wait_resumed()
+                await self._hold.wait()
+                await self._bucket.acquire()
+            queued = time.monotonic() - wait_started
+            if park_if is not None and park_if():
+                raise ConnectionHeld
+            if superseded is not None and superseded():
+                return None, queued
+            return await self._attempt(request), queued
+
+    async def _attempt(self, request: PlatformRequest) -> Attempt:
+        sent_at = time.monotonic()
+        try:
+            attempt = await self.adapter.attempt(request)
+        except Exception as exc:
+            # A bug in an adapter must not stall the stream: count it as a failed attempt.
+            log.exception("adapter failed unexpectedly", extra=self._log_context)
+            attempt = Attempt(
+                Verdict.RETRY, None, ErrorCategory.CONNECTION, f"internal error: {type(exc).__name__}"
+            )
+        except BaseException:
+            self.circuit.record_released()
+            raise
+        self._request_seconds.observe(time.monotonic() - sent_at)
+        return attempt
+
+    def _throttled(self, attempt: Attempt) -> bool:
+        """A platform-wide throttle: hold every request until its reset time, charge nobody."""
+        if attempt.verdict is not Verdict.RETRY or attempt.wait_scope is not WaitScope.PLATFORM:
+            return False
+        # The platform answered (it is up) and throttles everyone.
+        self.circuit.record_success()
+        # An adapter names the reset time; without one, a second keeps this from spinning.
+        hold_s = attempt.retry_after or 1.0
+        self._hold.hold_for(hold_s)
+        self._bucket.pause(hold_s)
+        self._metrics.retries.labels(self.platform.value, RetryWait.THROTTLED, self.connection).inc()
+        log.info(
+            "platform throttled: %s",
+            attempt.message,
+            extra={**self._log_context, "status_code": attempt.status_code},
+        )
+        return True
+
+    def _judge(
+        self, attempt: Attempt, attempts: int, elapsed: float
+    ) -> tuple[DeliveryReport | None, float | None]:
+        """An attempt's consequence: the report that ends the delivery, or none and the delay before
+        the next attempt (none: at once, waiting for the open circuit first)."""
+        if attempt.verdict is Verdict.APPLIED:
+            self.circuit.record_success()
+            self._bucket.on_success()
+            return DeliveryReport(Outcome.APPLIED, attempt.status_code, attempts, None), None
+        self.last_error = (attempt.message, time.time())
+        if attempt.verdict is Verdict.REJECT:
+            # The platform answered: it is up, whatever it thought of this request.
+            self.circuit.record_success()
+            return DeliveryReport(Outcome.REJECTED, attempt.status_code, attempts, _error_from(attempt)), None
+        if attempt.slow_down and self._bucket.rate_per_s:
+            # Refused for our pace: the platform is up, and the token bucket owns the pace. An
+            # open circuit would hold (park) the connection over what is no outage.
+            self.circuit.record_success()
+            self._bucket.throttle(attempt.retry_after)
+        else:
+            # Without a rate of ours to slow down, persistent 429s are for the circuit to hold.
+            self.circuit.record_failure()
+        decision = self._retry.next_delay(attempts, elapsed, attempt.retry_after)
+        if decision.retry:
             reason = (attempt.category or ErrorCategory.SERVER_ERROR).value
             self._metrics.retries.labels(self.platform.value, reason, self.connection).inc()
-            await asyncio.sleep(decision.delay_s)
+            return None, decision.delay_s
+        if self.circuit.state is not CircuitState.CLOSED:
+            # An outage is not this delivery's fault: wait for the circuit instead of failing.
+            self._metrics.retries.labels(self.platform.value, RetryWait.CIRCUIT_OPEN, self.connection).inc()
+            return None, None
+        category = (
+            ErrorCategory.RETRY_BUDGET
+            if decision.reason is not RetryReason.MAX_ATTEMPTS
+            else attempt.category
+        )
+        note = f"gave up after {attempts} attempts: {decision.reason}"
+        report = DeliveryReport(
+            Outcome.EXHAUSTED, attempt.status_code, attempts, _error_from(attempt, category, note)
+        )
+        return report, None

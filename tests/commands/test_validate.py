@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from connector.commands.cli import cli
 from connector.commands.validate import validate_file
+from connector.config import load_settings
 
 EVENTS = Path(__file__).parents[1] / "golden" / "events"
 SECRETS = {
@@ -36,7 +37,7 @@ def no_connector_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def run(file: Path, config: Path | None = None) -> tuple[int, str]:
     out = io.StringIO()
-    return validate_file(file, config, out), out.getvalue()
+    return validate_file(file, load_settings(config), out), out.getvalue()
 
 
 def test_prints_each_platforms_request_with_placeholders_and_no_credentials() -> None:
