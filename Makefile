@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint bench schemas clean
+.PHONY: demo test check lint bench schemas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,16 @@ lint: $(VENV)/.test
 	$(BIN)/mypy --strict connector/
 	$(BIN)/order-sync schemas --check
 
+# The suite mostly waits (brokers, sessions, outages): four workers, each with its own broker, one
+# test module per worker at a time (a module's tests share its fixtures).
+PYTEST_PARALLEL := -n 4 --dist loadfile
+
 test: lint
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) --durations=15
+
+# The inner loop: lint and every test that starts no subprocess.
+check: lint
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "not slow"
 
 bench: $(VENV)/.test
 	$(BIN)/python -m bench.run
