@@ -70,9 +70,7 @@ class _Applied:
     def __init__(self, platform: Platform, settings: PlatformsSettings) -> None:
         self.adapter = build_adapter(platform, settings.get(platform), Transport(), Redactor())
 
-    async def deliver(
-        self, request: PlatformRequest, superseded: Any = None, park_if: Any = None
-    ) -> DeliveryReport:
+    async def deliver(self, request: PlatformRequest, policy: Any = None) -> DeliveryReport:
         return DeliveryReport(Outcome.APPLIED, 200, 1, None)
 
 

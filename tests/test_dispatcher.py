@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
 
 from connector.codec import decode_event
-from connector.delivery.dispatcher import PlatformDispatcher
+from connector.delivery.dispatcher import PlatformDispatcher, SendPolicy
 from connector.devtools.simulators.limits import ThrottleAfterEvery
 from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Outcome, Platform
@@ -25,6 +25,16 @@ from tests.support.events import make_event
 #: A request the connector sent before it read a 429 may reach the simulator just after that 429
 #: was answered (loopback, and one event loop shared by both): it was in flight, not sent late.
 IN_FLIGHT_SLACK_S = 0.05
+
+
+class Superseded(SendPolicy):
+    """A sender that only asks whether a newer version waits."""
+
+    def __init__(self, newer_waiting: Callable[[], bool]) -> None:
+        self._newer_waiting = newer_waiting
+
+    def superseded(self) -> bool:
+        return self._newer_waiting()
 
 
 @pytest.fixture
@@ -130,7 +140,7 @@ async def test_a_superseded_delivery_sends_nothing_more_once_a_newer_version_wai
         adapter, suite.platform_settings(Platform.SELLERCLOUD, **settings), Metrics()
     )
     # Nothing newer waits: the request is sent.
-    sent = await dispatcher.deliver(sellercloud_request(adapter, 801), lambda: False)
+    sent = await dispatcher.deliver(sellercloud_request(adapter, 801), Superseded(lambda: False))
     assert sent.outcome is Outcome.APPLIED and len(suite.sellercloud.log) == 1
     # A newer version arrives once this one was refused by an outage: it stops before its next send.
     suite.sellercloud.faults.outage = True
@@ -138,12 +148,14 @@ async def test_a_superseded_delivery_sends_nothing_more_once_a_newer_version_wai
     def newer_waiting() -> bool:
         return any(e.status == 503 for e in suite.sellercloud.log)
 
-    report = await asyncio.wait_for(dispatcher.deliver(sellercloud_request(adapter, 802), newer_waiting), 10)
+    report = await asyncio.wait_for(
+        dispatcher.deliver(sellercloud_request(adapter, 802), Superseded(newer_waiting)), 10
+    )
     sent_before = len(suite.sellercloud.log)
     suite.sellercloud.faults.outage = False
     assert report.outcome is Outcome.SUPERSEDED and report.error is None and report.attempts >= 1
     assert len(suite.sellercloud.log) == sent_before, "a superseded delivery sent again"
     # Superseded before its first send: no request at all.
-    first = await dispatcher.deliver(sellercloud_request(adapter, 803), lambda: True)
+    first = await dispatcher.deliver(sellercloud_request(adapter, 803), Superseded(lambda: True))
     assert first.outcome is Outcome.SUPERSEDED and first.attempts == 0
     assert len(suite.sellercloud.log) == sent_before

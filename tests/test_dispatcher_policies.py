@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from connector.config import PlatformSettings
-from connector.delivery.dispatcher import PlatformDispatcher
+from connector.delivery.dispatcher import PlatformDispatcher, SendPolicy
 from connector.models import ErrorCategory, OrderChangedEvent, Outcome, Platform
 from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor
@@ -19,6 +19,11 @@ from connector.policies import CircuitState
 REQUEST = PlatformRequest("PUT", "https://vu.example/api/v1/orders?id=1", (), b"{}")
 RETRY = Attempt(Verdict.RETRY, 503, ErrorCategory.SERVER_ERROR, "vucustom answered 503")
 APPLIED = Attempt(Verdict.APPLIED, 200)
+
+
+class AlwaysSuperseded(SendPolicy):
+    def superseded(self) -> bool:
+        return True
 
 
 class ScriptedAdapter(PlatformAdapter):
@@ -96,7 +101,7 @@ async def test_a_lone_delivery_waits_out_an_open_circuit_instead_of_being_exhaus
 
 async def test_a_superseded_delivery_sends_nothing() -> None:
     platform, adapter = dispatcher([APPLIED])
-    report = await deliver(platform, superseded=lambda: True)
+    report = await deliver(platform, policy=AlwaysSuperseded())
     assert (report.outcome, report.attempts, adapter.sent) == (Outcome.SUPERSEDED, 0, 0)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from connector.config import PlatformSettings
@@ -33,11 +32,28 @@ from connector.policies import (
 log = logging.getLogger(__name__)
 
 
-#: Asked before each send: has a newer version of the order come to wait for the same platform?
-Superseded = Callable[[], bool] | None
-#: Asked before each send, when the caller can park the delivery: must it wait in the store instead
-#: (an earlier delivery of its connection and partition waits there)?
-ParkIf = Callable[[], bool]
+class SendPolicy:
+    """What one delivery's sender says before each of its sends; the connection's own state (pause,
+    circuit, throttle) is the dispatcher's. This one sends whatever comes, waiting in memory for a
+    held connection: the stage and the drain give a delivery theirs (`Delivery.policy`)."""
+
+    __slots__ = ()
+
+    #: The sender can park the delivery: a held connection raises `ConnectionHeld` before any
+    #: send instead of being waited for.
+    can_park = False
+
+    def superseded(self) -> bool:
+        """A newer version of the order now waits for the same connection: send nothing more."""
+        return False
+
+    def park_now(self) -> bool:
+        """With `can_park`: the delivery must wait in the store (one before it waits there)."""
+        return False
+
+
+#: Send, waiting in memory for whatever holds the connection.
+SEND = SendPolicy()
 
 #: A platform-wide throttle shorter than this is waited out in memory; a longer one parks.
 HOLD_IN_MEMORY_S = 1.0
@@ -141,24 +157,22 @@ class PlatformDispatcher:
             self._requests[code] = counter
         counter.inc()
 
-    async def deliver(
-        self, request: PlatformRequest, superseded: Superseded = None, park_if: ParkIf | None = None
-    ) -> DeliveryReport:
-        """Send until an outcome; `superseded`, when given, is asked before every send whether a newer
-        version of the order now waits for this platform (then nothing more is sent for this one).
+    async def deliver(self, request: PlatformRequest, policy: SendPolicy = SEND) -> DeliveryReport:
+        """Send until an outcome; `policy` is asked before every send whether a newer version of the
+        order now waits (then nothing more is sent for this one: `superseded`).
 
-        With `park_if`, the caller can park the delivery: instead of waiting for a held connection
-        (or when `park_if()` says so) this raises `ConnectionHeld` before sending. Without it, the
-        delivery waits for the circuit and the throttle in memory (the drain's probe does).
+        When the policy `can_park`, instead of waiting for a held connection (or when it says
+        `park_now`) this raises `ConnectionHeld` before sending. Otherwise the delivery waits for
+        the circuit and the throttle in memory (the drain's probe does).
         """
         attempts = 0
         started = time.monotonic()
         waited = 0.0
         while True:
-            waited += await self._wait_for_turn(park_if)
-            if superseded is not None and superseded():
+            waited += await self._wait_for_turn(policy)
+            if policy.superseded():
                 return DeliveryReport(Outcome.SUPERSEDED, None, attempts, None)
-            attempt, queued = await self._send(request, superseded, park_if)
+            attempt, queued = await self._send(request, policy)
             waited += queued
             if attempt is None:
                 # Newer work arrived while this one queued for its slot or its token.
@@ -173,10 +187,10 @@ class PlatformDispatcher:
             if delay is not None:
                 await asyncio.sleep(delay)
 
-    async def _wait_for_turn(self, park_if: ParkIf | None) -> float:
+    async def _wait_for_turn(self, policy: SendPolicy) -> float:
         """Wait out a pause, an open circuit and a throttle (or raise `ConnectionHeld` to park);
         the seconds waited, which are charged to no retry budget."""
-        if park_if is not None and (self.held or park_if()):
+        if policy.can_park and (self.held or policy.park_now()):
             raise ConnectionHeld
         wait_started = time.monotonic()
         await self._wait_resumed()
@@ -184,9 +198,7 @@ class PlatformDispatcher:
         await self._hold.wait()
         return time.monotonic() - wait_started
 
-    async def _send(
-        self, request: PlatformRequest, superseded: Superseded, park_if: ParkIf | None
-    ) -> tuple[Attempt | None, float]:
+    async def _send(self, request: PlatformRequest, policy: SendPolicy) -> tuple[Attempt | None, float]:
         """One attempt under a slot and a token; None when superseded while queued. Also the
         seconds queued for the token and any hold that came meanwhile."""
         async with self._slots:
@@ -198,15 +210,15 @@ class PlatformDispatcher:
                 # A throttle answered while this request queued holds it too: nothing is sent
                 # between a platform-wide refusal and its reset time but what was already sent.
                 # Its token is spent: sent late, it would add to the burst after the hold.
-                if park_if is not None and self.held:
+                if policy.can_park and self.held:
                     raise ConnectionHeld
                 await self._wait_resumed()
                 await self._hold.wait()
                 await self._bucket.acquire()
             queued = time.monotonic() - wait_started
-            if park_if is not None and park_if():
+            if policy.can_park and policy.park_now():
                 raise ConnectionHeld
-            if superseded is not None and superseded():
+            if policy.superseded():
                 return None, queued
             return await self._attempt(request), queued
 

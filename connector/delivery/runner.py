@@ -18,7 +18,7 @@ from prometheus_client import Counter, Gauge
 
 from connector.codec import decode_event, encode_result
 from connector.delivery.connections import ConnectionRegistry
-from connector.delivery.dispatcher import ConnectionHeld, DeliveryReport, ParkIf, Superseded
+from connector.delivery.dispatcher import SEND, ConnectionHeld, DeliveryReport, SendPolicy
 from connector.errors import UnmappableError
 from connector.kafka.publisher import Publisher
 from connector.models import (
@@ -59,6 +59,8 @@ class Delivery:
     source: Source
     #: The input record's trace, or one made for this delivery: its requests and result carry it.
     trace: TraceContext
+    #: Asked before each send (superseded? park?): its sender's, the stage's or the drain's.
+    policy: SendPolicy = SEND
 
 
 class DeliveryRunner:
@@ -141,19 +143,17 @@ class DeliveryRunner:
     async def parked_counts(self, platform: Platform, partitions: list[int]) -> dict[tuple[str, int], int]:
         return await self._guard.call(self._store.parked_counts, platform, partitions)
 
-    async def run(
-        self, delivery: Delivery, superseded: Superseded = None, park_if: ParkIf | None = None
-    ) -> bool:
-        """Deliver and publish the result; False when, with `park_if`, the delivery's connection was
-        held (`ConnectionHeld`): nothing was sent or published and its claim is released, for the
-        caller to park it."""
+    async def run(self, delivery: Delivery) -> bool:
+        """Deliver and publish the result; False when its policy `can_park` and the delivery's
+        connection was held (`ConnectionHeld`): nothing was sent or published and its claim is
+        released, for the caller to park it."""
         try:
-            await self._run(delivery, superseded, park_if)
+            await self._run(delivery)
         except ConnectionHeld:
             return False
         return True
 
-    async def _run(self, delivery: Delivery, superseded: Superseded, park_if: ParkIf | None) -> None:
+    async def _run(self, delivery: Delivery) -> None:
         key = delivery.key
         claim = await self._claim(key)
         busy = Backoff(0.05, 1.0)
@@ -190,7 +190,7 @@ class DeliveryRunner:
             self._inflight[(key.platform, label)] = gauge
         gauge.inc()
         try:
-            await self._run_claimed(delivery, claim.status, superseded, park_if)
+            await self._run_claimed(delivery, claim.status)
         finally:
             gauge.dec()
 
@@ -202,9 +202,7 @@ class DeliveryRunner:
         async with self._claiming:
             return await self._guard.call(self._batch.claim, key)
 
-    async def _run_claimed(
-        self, delivery: Delivery, status: ClaimStatus, superseded: Superseded, park_if: ParkIf | None
-    ) -> None:
+    async def _run_claimed(self, delivery: Delivery, status: ClaimStatus) -> None:
         key = delivery.key
         started = time.monotonic()
         if status is ClaimStatus.STALE:
@@ -213,7 +211,7 @@ class DeliveryRunner:
             ).inc()
             report = DeliveryReport(Outcome.SKIPPED_STALE, None, 0, None)
         else:
-            report = await self._attempt(delivery, superseded, park_if)
+            report = await self._attempt(delivery)
         # Built from known-good values: pydantic's validation would only re-check them.
         result = OrderSyncResult.model_construct(
             result_id=OrderSyncResult.result_id_for(key.event_id, key.platform),
@@ -249,9 +247,7 @@ class DeliveryRunner:
             raise
         self._reported(result, delivery.trace)
 
-    async def _attempt(
-        self, delivery: Delivery, superseded: Superseded, park_if: ParkIf | None
-    ) -> DeliveryReport:
+    async def _attempt(self, delivery: Delivery) -> DeliveryReport:
         if delivery.request is None:
             return DeliveryReport(Outcome.UNMAPPABLE, None, 0, delivery.unmappable)
         key = delivery.key
@@ -261,7 +257,7 @@ class DeliveryRunner:
         if dispatcher is None:
             return DeliveryReport(Outcome.UNMAPPABLE, None, 0, _not_configured(key))
         try:
-            return await dispatcher.deliver(delivery.request, superseded, park_if)
+            return await dispatcher.deliver(delivery.request, delivery.policy)
         except ConnectionHeld:
             # Nothing was sent: whoever sends it later (from the store) claims it afresh.
             await self._guard.call(self._store.release, key, self._owner)

@@ -7,11 +7,13 @@ skipped here without a word: the intake reports them, once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from connector.delivery.dispatcher import SendPolicy
 from connector.delivery.runner import Delivery, DeliveryRunner
 from connector.models import Platform, Source
 from connector.observability.metrics import Metrics
@@ -31,6 +33,27 @@ class _Waiting:
     def __init__(self) -> None:
         self.count = 0
         self.newest = 0
+
+
+class _FromMemory(SendPolicy):
+    """A delivery sent from the pipeline's window: superseded by a newer version of its order
+    waiting behind it (with SUPERSEDE_QUEUED_VERSIONS), parked when a delivery of its connection
+    and partition from below its offset waits in the store."""
+
+    __slots__ = ("_at", "_parking", "_version", "_waiting")
+    can_park = True
+
+    def __init__(self, parking: Parking, at: Source, connection: str, waiting: _Waiting | None, version: int):
+        self._parking = parking
+        self._at = (connection, at.partition, at.offset)
+        self._waiting = waiting
+        self._version = version
+
+    def superseded(self) -> bool:
+        return self._waiting is not None and self._waiting.newest > self._version
+
+    def park_now(self) -> bool:
+        return self._parking.parked_below(*self._at)
 
 
 class DeliveryStage:
@@ -122,12 +145,8 @@ class DeliveryStage:
                 waiting.count += 1
                 waiting.newest = max(waiting.newest, key.version)
             await ticket.wait_turn()
-            superseded = None
-            if waiting is not None:
-                version, known = key.version, waiting
-                superseded = lambda: known.newest > version  # noqa: E731 - asked before each send
-            park_if = self._parking.park_if(key.connection, source.partition, source.offset)
-            if not await self._runner.run(delivery, superseded, park_if):
+            policy = _FromMemory(self._parking, source, key.connection, waiting, key.version)
+            if not await self._runner.run(dataclasses.replace(delivery, policy=policy)):
                 # Its connection is held: its place in the store is taken before the next version
                 # of the order (in memory behind this one) asks whether it must park too.
                 self._parking.reserve(key.connection, source.partition, source.offset)

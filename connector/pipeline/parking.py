@@ -13,7 +13,7 @@ README "Isolation between connections" argues the design; in short:
   count per (connection, partition), never the backlog.
 - Per (connection, partition), input order holds because nothing overtakes a parked delivery: while
   one is parked, every later delivery of that connection and partition is parked too (`route`), and
-  one already in memory parks itself before sending (`park_if`). The store gives them back in
+  one already in memory parks itself before sending (its `SendPolicy`). The store gives them back in
   offset order.
 - One drainer task per connection with a backlog sends its parked deliveries, oldest first, through
   the same runner (claim, request, result, outcome) at the connection's own rate and concurrency,
@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
 
 from prometheus_client import Gauge
 
 from connector.delivery.connections import ConnectionRegistry
-from connector.delivery.dispatcher import ParkIf
+from connector.delivery.dispatcher import SendPolicy
 from connector.delivery.runner import Delivery, DeliveryRunner
 from connector.errors import InvalidEventError
 from connector.models import Platform
@@ -49,6 +50,29 @@ REMOVED_RECHECK_S = 5.0
 #: With SUPERSEDE_QUEUED_VERSIONS, parked deliveries read at once (versions collapse within a page).
 SUPERSEDE_PAGE = 512
 _NOTHING_PARKED = 2**63
+
+
+class _FromStore(SendPolicy):
+    """A parked delivery sent by the drain: with `stopped` (a page sent together), it parks again
+    once another of its page found the connection held; with `newest` (SUPERSEDE_QUEUED_VERSIONS),
+    it is superseded by a newer version of its order in the same page."""
+
+    __slots__ = ("_newest", "_order", "_stopped", "_version", "can_park")
+
+    def __init__(
+        self, stopped: list[bool] | None, newest: dict[str, int] | None, order: str, version: int
+    ) -> None:
+        self._stopped = stopped
+        self.can_park = stopped is not None
+        self._newest = newest
+        self._order = order
+        self._version = version
+
+    def superseded(self) -> bool:
+        return self._newest is not None and self._newest[self._order] > self._version
+
+    def park_now(self) -> bool:
+        return bool(self._stopped)
 
 
 @dataclass(slots=True)
@@ -141,16 +165,12 @@ class Parking:
             self._nudge(connection)
         self._forget_if_idle(connection, partition)
 
-    def park_if(self, connection: str, partition: int, offset: int) -> ParkIf:
+    def parked_below(self, connection: str, partition: int, offset: int) -> bool:
         """For a delivery in memory: must it park (a delivery of its connection and partition from
-        below its offset waits in the store)? Asked before each send."""
-
-        def parked_below() -> bool:
-            lanes = self._lanes.get(connection)
-            lane = lanes.get(partition) if lanes is not None else None
-            return lane is not None and lane.backlog > 0 and lane.floor < offset
-
-        return parked_below
+        below its offset waits in the store)? Asked before each send (its `SendPolicy`)."""
+        lanes = self._lanes.get(connection)
+        lane = lanes.get(partition) if lanes is not None else None
+        return lane is not None and lane.backlog > 0 and lane.floor < offset
 
     def reserve(self, connection: str, partition: int, offset: int) -> None:
         """A delivery's place in the store, reserved now, before it is written (`park`): taken in
@@ -324,17 +344,10 @@ class Parking:
         ticket = lanes.take(key.order_number)
         try:
             await ticket.wait_turn()
-            park_if: ParkIf | None = None
-            if stopped is not None:
-                page = stopped
-                park_if = lambda: bool(page)  # noqa: E731 - asked before each send
-                if page:
-                    return
-            superseded = None
-            if newest is not None:
-                order, version = key.order_number, key.version
-                superseded = lambda: newest[order] > version  # noqa: E731 - asked before each send
-            if not await self._runner.run(delivery, superseded, park_if):
+            if stopped:
+                return
+            policy = _FromStore(stopped, newest, key.order_number, key.version)
+            if not await self._runner.run(dataclasses.replace(delivery, policy=policy)):
                 if stopped is not None:
                     stopped.append(True)
                 return

@@ -27,9 +27,7 @@ class AppliedAtOnce:
     def __init__(self) -> None:
         self.sent = 0
 
-    async def deliver(
-        self, request: PlatformRequest, superseded: Any = None, park_if: Any = None
-    ) -> DeliveryReport:
+    async def deliver(self, request: PlatformRequest, policy: Any = None) -> DeliveryReport:
         self.sent += 1
         return DeliveryReport(Outcome.APPLIED, 200, 1, None)
 
