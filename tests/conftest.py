@@ -11,6 +11,7 @@ from connector.devtools.broker import EmbeddedBroker
 from connector.devtools.simulators.server import SimulatorSuite
 from tests.support.kafka import Topics, create_topics
 from tests.support.process import ConnectorProcess
+from tests.support.servers import RecordingServer
 
 #: Fixtures that start subprocesses: a test that uses one is `slow` (`pytest -m "not slow"` skips it).
 SUBPROCESS_FIXTURES = frozenset({"connectors"})
@@ -50,6 +51,17 @@ def connectors(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], ConnectorP
     yield start
     for process in started:
         process.kill()
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[RecordingServer]:
+    """A recording HTTP endpoint standing in for platforms (`tests/pipeline/conftest.py` says how)."""
+    server = RecordingServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 @pytest.fixture

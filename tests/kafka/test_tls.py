@@ -13,7 +13,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import orjson
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
@@ -35,7 +34,7 @@ from connector.kafka.client import TokenFile, client_options, consumer_options, 
 from connector.models import Platform
 from tests.resilience.conftest import StartConnector, connector_env
 from tests.support.events import make_event
-from tests.support.kafka import Topics
+from tests.support.kafka import Topics, create_topics
 from tests.support.process import run_cli
 
 KEY_PASSWORD = "key-s3cret-for-tls"
@@ -179,30 +178,6 @@ async def mtls(pki: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
         broker.stop()
 
 
-async def create_tls_topics(settings: KafkaSettings, partitions: int = 2) -> Topics:
-    suffix = uuid.uuid4().hex[:8]
-    topics = Topics(
-        f"orders.changed.{suffix}", f"succeeded.{suffix}", f"failed.{suffix}", f"dlq.{suffix}", partitions
-    )
-    admin = AIOKafkaAdminClient(**client_options(settings))
-    try:
-        await admin.start()
-        await admin.create_topics(
-            [
-                NewTopic(name, num_partitions=partitions, replication_factor=1)
-                for name in (topics.input, topics.success, topics.failure, topics.dlq)
-            ]
-        )
-    finally:
-        await admin.close()
-    return topics
-
-
-def own_control_topics(topics: Topics) -> dict[str, str]:
-    suffix = topics.input.rsplit(".", 1)[1]
-    return {"KAFKA__CONTROL_TOPIC": f"control.{suffix}", "KAFKA__STATUS_TOPIC": f"status.{suffix}"}
-
-
 async def replicas(env: dict[str, str]) -> list[dict[str, Any]]:
     code, out = await run_cli(env, "status", "--json")
     assert code == 0, out
@@ -213,7 +188,7 @@ async def replicas(env: dict[str, str]) -> list[dict[str, Any]]:
 async def test_the_connector_and_every_command_work_over_mutual_tls(
     mtls: MutualTls, suite: SimulatorSuite, connectors: StartConnector, tmp_path: Path
 ) -> None:
-    topics = await create_tls_topics(mtls.settings())
+    topics = await create_topics(mtls.bootstrap, 2, **client_options(mtls.settings()))
     connector = connectors(
         connector_env(
             suite,
@@ -222,7 +197,7 @@ async def test_the_connector_and_every_command_work_over_mutual_tls(
             tmp_path / "store.db",
             "tls",
             **ONE_PLATFORM,
-            **own_control_topics(topics),
+            **topics.control_topics(),
             **mtls.env(),
         )
     )

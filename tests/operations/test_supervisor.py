@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +27,6 @@ from connector.pipeline.pipeline import Pipeline
 from tests.pipeline.conftest import pipeline_env
 from tests.support.kafka import Topics
 from tests.support.servers import RecordingServer
-
-
-@pytest.fixture
-async def endpoint() -> AsyncIterator[RecordingServer]:
-    server = RecordingServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture(autouse=True)

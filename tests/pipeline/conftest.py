@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from tests.support.kafka import Topics
 from tests.support.servers import Received, RecordingServer
-
-
-@pytest.fixture
-async def endpoint() -> AsyncIterator[RecordingServer]:
-    server = RecordingServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
 
 #: The platforms `pipeline_env` enables: wait for their groups' commits (and the intake's).
 PLATFORMS = ("vucustom", "ventmere")

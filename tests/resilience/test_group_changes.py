@@ -15,7 +15,6 @@ from connector.devtools.broker import EmbeddedBroker
 from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
 from tests.resilience.conftest import StartConnector, connector_env, produce_events_now
-from tests.resilience.test_controls import own_topics
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, produce_with_headers
 from tests.support.process import ConnectorProcess, run_cli
@@ -40,7 +39,7 @@ async def test_a_pause_until_that_spans_a_rebalance_delivers_everything_it_held(
 ) -> None:
     bootstrap = broker.bootstrap_servers
     env = connector_env(
-        suite, topics, bootstrap, tmp_path / "store.db", "grp", **ONLY_VENTMERE, **own_topics(topics)
+        suite, topics, bootstrap, tmp_path / "store.db", "grp", **ONLY_VENTMERE, **topics.control_topics()
     )
     first, second = connectors(env), connectors(env)
     await asyncio.gather(first.wait_ready(60), second.wait_ready(60))
@@ -101,7 +100,7 @@ async def test_the_lag_of_a_paused_platform_keeps_being_measured(
 ) -> None:
     bootstrap = broker.bootstrap_servers
     env = connector_env(
-        suite, topics, bootstrap, tmp_path / "store.db", "lag", **ONLY_VENTMERE, **own_topics(topics)
+        suite, topics, bootstrap, tmp_path / "store.db", "lag", **ONLY_VENTMERE, **topics.control_topics()
     )
     connector = connectors(env)
     await connector.wait_ready(60)

@@ -40,7 +40,6 @@ from tests.resilience.conftest import (
     four_platform_event,
     produce_events_now,
 )
-from tests.resilience.test_controls import own_topics
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, create_topics
 from tests.support.plain import PlainMember, wait_owned
@@ -118,7 +117,7 @@ class Setup:
             self.store,
             f"restarts-{self.name}-{suffix}",
             **others,
-            **own_topics(self.topics),
+            **self.topics.control_topics(),
         )
         return self
 

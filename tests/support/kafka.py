@@ -30,15 +30,22 @@ class Topics:
             "ORDER_SYNC_KAFKA__GROUP_ID": group,
         }
 
+    def control_topics(self) -> dict[str, str]:
+        """Control and status topics of the test's own (settings without the prefix): a pause must
+        not outlive its test on the shared broker."""
+        suffix = self.input.rsplit(".", 1)[1]
+        return {"KAFKA__CONTROL_TOPIC": f"control.{suffix}", "KAFKA__STATUS_TOPIC": f"status.{suffix}"}
 
-async def create_topics(bootstrap: str, partitions: int = 4) -> Topics:
+
+async def create_topics(bootstrap: str, partitions: int = 4, **admin_options: Any) -> Topics:
+    """Fresh input, result and DLQ topics; `admin_options` for a broker behind TLS, say."""
     suffix = uuid.uuid4().hex[:8]
     topics = Topics(
         f"orders.changed.{suffix}", f"succeeded.{suffix}", f"failed.{suffix}", f"dlq.{suffix}", partitions
     )
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    admin = AIOKafkaAdminClient(**{"bootstrap_servers": bootstrap, **admin_options})
     try:
+        await admin.start()
         await admin.create_topics(
             [
                 NewTopic(name, num_partitions=partitions, replication_factor=1)
