@@ -17,10 +17,18 @@ from tests.support.servers import RecordingServer
 SUBPROCESS_FIXTURES = frozenset({"connectors"})
 
 
+#: Tests that measure paces, windows and deadlines in wall-clock time: `timing`, run one at a time
+#: (`make test` runs the others four at a time; beside them, these miss their marks).
+TIMING_PATHS = ("tests/resilience/", "tests/test_bench_smoke.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parent.parent
     for item in items:
         if SUBPROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        if str(item.path.relative_to(root)).startswith(TIMING_PATHS):
+            item.add_marker(pytest.mark.timing)
 
 
 @pytest.fixture(scope="session")
