@@ -14,7 +14,7 @@ import orjson
 from connector.devtools.broker import EmbeddedBroker
 from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Platform
-from tests.resilience.conftest import StartConnector, connector_env, produce_events_now
+from tests.resilience.conftest import VENTMERE_ACCOUNT, StartConnector, connector_env, produce_events_now
 from tests.support.events import make_event
 from tests.support.kafka import TopicReader, Topics, produce_with_headers
 from tests.support.process import ConnectorProcess, run_cli
@@ -30,7 +30,7 @@ def ventmere_event(n: int) -> dict[str, object]:
     return make_event(
         f"grp-{n}",
         1,
-        {"ventmere": {"order_id": f"vm-grp-{n}", "account_id": "1ac48942-405a-4841-a7d8-708f50dbe1ad"}},
+        {"ventmere": {"order_id": f"vm-grp-{n}", "account_id": VENTMERE_ACCOUNT}},
     )
 
 

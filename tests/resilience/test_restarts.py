@@ -202,12 +202,20 @@ async def stopped(*replicas: ConnectorProcess) -> None:
 # --- plain aiokafka, the same patterns ----------------------------------------------------------
 
 
-async def plain_all_at_once(setup: Setup, members: list[PlainMember]) -> float:
+async def plain_pair(
+    setup: Setup, members: list[PlainMember], instance_ids: tuple[str | None, str | None] = (None, None)
+) -> tuple[str, str, list[PlainMember]]:
+    """Two plain members of a fresh group, once they own every partition."""
     topic, group = await setup.plain_topic()
-    old = [setup.plain(topic, group, f"p{i}") for i in range(2)]
-    members += old
-    await asyncio.gather(*(m.start() for m in old))
-    await wait_owned(old, PARTITIONS, 60, "the plain members' first join")
+    pair = [setup.plain(topic, group, instance_id) for instance_id in instance_ids]
+    members += pair
+    await asyncio.gather(*(m.start() for m in pair))
+    await wait_owned(pair, PARTITIONS, 60, "the plain members' first join")
+    return topic, group, pair
+
+
+async def plain_all_at_once(setup: Setup, members: list[PlainMember]) -> float:
+    topic, group, old = await plain_pair(setup, members, ("p0", "p1"))
     for member in old:
         member.terminate()
     await asyncio.gather(*(m.wait_exit() for m in old))
@@ -221,11 +229,7 @@ async def plain_all_at_once(setup: Setup, members: list[PlainMember]) -> float:
 
 
 async def plain_rolling(setup: Setup, members: list[PlainMember]) -> float:
-    topic, group = await setup.plain_topic()
-    live = [setup.plain(topic, group) for _ in range(2)]
-    members += live
-    await asyncio.gather(*(m.start() for m in live))
-    await wait_owned(live, PARTITIONS, 60, "the plain members' first join")
+    topic, group, live = await plain_pair(setup, members)
     loop = asyncio.get_running_loop()
     t0 = 0.0
     for _ in range(2):
@@ -242,11 +246,7 @@ async def plain_rolling(setup: Setup, members: list[PlainMember]) -> float:
 
 
 async def plain_killed(setup: Setup, members: list[PlainMember]) -> float:
-    topic, group = await setup.plain_topic()
-    old = [setup.plain(topic, group) for _ in range(2)]
-    members += old
-    await asyncio.gather(*(m.start() for m in old))
-    await wait_owned(old, PARTITIONS, 60, "the plain members' first join")
+    topic, group, old = await plain_pair(setup, members)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     old[0].kill()
