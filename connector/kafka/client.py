@@ -106,7 +106,9 @@ class TokenFile(AbstractTokenProvider):  # type: ignore[misc]
         self.path = path
 
     async def token(self) -> str:
-        return self.path.read_text(encoding="utf-8").strip()
+        # A file read, off the event loop (as every file and SQLite access of the connector).
+        text = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
+        return text.strip()
 
 
 def client_options(settings: KafkaSettings) -> dict[str, Any]:
