@@ -33,7 +33,8 @@ from connector.commands import eventloop
 from connector.commands.run import tune_gc
 from connector.config import PlatformsSettings
 from connector.delivery.connections import ConnectionRegistry
-from connector.delivery.dispatcher import DeliveryReport, PlatformDispatcher
+from connector.delivery.dispatcher import DeliveryReport, PlatformDispatcher, Turn
+from connector.delivery.gates import Gates
 from connector.delivery.runner import DeliveryRunner
 from connector.devtools.simulators.server import SimulatorSuite
 from connector.kafka.publisher import Publisher
@@ -42,13 +43,13 @@ from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor
 from connector.pipeline.delivery import DeliveryStage
 from connector.pipeline.intake import IntakeStage
-from connector.pipeline.parking import Parking
 from connector.pipeline.pipeline import Stage
 from connector.pipeline.pipelines import JUDGED_WINDOWS
 from connector.pipeline.screening import MessageScreen
 from connector.platforms.http import PlatformRequest
 from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
+from connector.policies.circuit import CircuitBreaker
 from connector.stores import IdempotencyStore
 from connector.stores.guard import StoreGuard
 from connector.stores.memory import MemoryStore
@@ -63,14 +64,28 @@ WINDOW = 500
 class _Applied:
     """Stands in for a connection's dispatcher: the adapter maps, nothing is sent, all is applied."""
 
-    #: Never held, and a window no backlog fills: every delivery goes from memory.
-    held = False
+    #: Never throttled, its circuit closed, and a window no backlog fills: every delivery goes from
+    #: memory, and asks its gate before its request as the real dispatcher does.
+    throttled_for_s = 0.0
     window = 1 << 30
 
     def __init__(self, platform: Platform, settings: PlatformsSettings) -> None:
         self.adapter = build_adapter(platform, settings.get(platform), Transport(), Redactor())
+        self.circuit = CircuitBreaker.from_settings(settings.get(platform))
 
-    async def deliver(self, request: PlatformRequest, policy: Any = None) -> DeliveryReport:
+    def ready(self) -> bool:
+        return True
+
+    async def wait_ready(self) -> None:
+        return None
+
+    async def deliver(self, request: PlatformRequest, turn: Turn) -> DeliveryReport:
+        me = cast(PlatformDispatcher, self)
+        await turn.clear(me)
+        if turn.superseded():
+            return DeliveryReport(Outcome.SUPERSEDED, None, 0, None)
+        while not turn.may_send(me):  # asked again under the slot, as the dispatcher does
+            await turn.clear(me)
         return DeliveryReport(Outcome.APPLIED, 200, 1, None)
 
 
@@ -125,7 +140,7 @@ async def own_work(
     stages: list[Stage] = [
         IntakeStage(screen, publisher, metrics),
         *(
-            DeliveryStage(p, screen, runner, Parking(p, runner, registry, metrics, 2 * WINDOW), metrics)
+            DeliveryStage(p, screen, runner, Gates(p, runner, None, metrics, 2 * WINDOW), metrics)
             for p in Platform
         ),
     ]

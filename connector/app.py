@@ -68,7 +68,7 @@ class Connector:
         self.enabled = settings.delivery_pipelines()
         self.pauses = Pauses(self.metrics)
         self.connections = ConnectionRegistry.from_settings(
-            settings, self.enabled, self.transport, self.redactor, self.metrics, self.pauses
+            settings, self.enabled, self.transport, self.redactor, self.metrics
         )
         self.connection_files = (
             connectionfiles.ConnectionFiles(settings.connections_dir, settings.platforms)

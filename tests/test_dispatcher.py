@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from connector.codec import decode_event
-from connector.delivery.dispatcher import PlatformDispatcher, SendPolicy
+from connector.delivery.dispatcher import PlatformDispatcher, Ungated
 from connector.devtools.simulators.limits import ThrottleAfterEvery
 from connector.devtools.simulators.server import SimulatorSuite
 from connector.models import Outcome, Platform
@@ -27,7 +27,7 @@ from tests.support.events import make_event
 IN_FLIGHT_SLACK_S = 0.05
 
 
-class Superseded(SendPolicy):
+class Superseded(Ungated):
     """A sender that only asks whether a newer version waits."""
 
     def __init__(self, newer_waiting: Callable[[], bool]) -> None:

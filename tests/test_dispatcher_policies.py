@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from connector.config import PlatformSettings
-from connector.delivery.dispatcher import PlatformDispatcher, SendPolicy
+from connector.delivery.dispatcher import PlatformDispatcher, Ungated
 from connector.models import ErrorCategory, OrderChangedEvent, Outcome, Platform
 from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor
@@ -21,7 +21,7 @@ RETRY = Attempt(Verdict.RETRY, 503, ErrorCategory.SERVER_ERROR, "vucustom answer
 APPLIED = Attempt(Verdict.APPLIED, 200)
 
 
-class AlwaysSuperseded(SendPolicy):
+class AlwaysSuperseded(Ungated):
     def superseded(self) -> bool:
         return True
 
@@ -101,7 +101,7 @@ async def test_a_lone_delivery_waits_out_an_open_circuit_instead_of_being_exhaus
 
 async def test_a_superseded_delivery_sends_nothing() -> None:
     platform, adapter = dispatcher([APPLIED])
-    report = await deliver(platform, policy=AlwaysSuperseded())
+    report = await deliver(platform, turn=AlwaysSuperseded())
     assert (report.outcome, report.attempts, adapter.sent) == (Outcome.SUPERSEDED, 0, 0)
 
 

@@ -1,9 +1,9 @@
 """Which targets an operator paused: the one owner of "is this platform or connection paused".
 
 Every replica reads the control topic from its beginning (`reader.py`) and applies each record
-here, so they all agree. A pause with `until` ends by itself at that time. The dispatcher of a
-connection asks `paused` (a paused connection is held, as one in outage: its deliveries are parked,
-nothing fails); a platform's pipeline asks `platform_paused` before it fetches.
+here, so they all agree. A pause with `until` ends by itself at that time. A connection's gate
+(`delivery/gate.py`) asks `paused`: a paused connection is held, as one in outage (its deliveries
+are parked, nothing fails); a pause of the whole platform also stops its pipeline's fetching.
 """
 
 from __future__ import annotations

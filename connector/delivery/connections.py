@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from connector.config import PlatformSettings, Settings, default_connection_configured
-from connector.control.pauses import Pauses
 from connector.delivery.dispatcher import PlatformDispatcher
 from connector.errors import ConfigError
 from connector.models import DEFAULT_CONNECTION, Platform
@@ -66,10 +65,8 @@ class ConnectionRegistry:
         transport: Transport,
         redactor: Redactor,
         metrics: Metrics,
-        pauses: Pauses | None = None,
     ) -> None:
         self._platforms = set(platforms)
-        self._pauses = pauses
         self._transport = transport
         self._redactor = redactor
         self._metrics = metrics
@@ -85,11 +82,10 @@ class ConnectionRegistry:
         transport: Transport,
         redactor: Redactor,
         metrics: Metrics,
-        pauses: Pauses | None = None,
     ) -> ConnectionRegistry:
         """The connections the configuration declares for `platforms`; `ConfigError` naming the
         connection when one cannot be built (missing credentials, say)."""
-        registry = cls(platforms, transport, redactor, metrics, pauses)
+        registry = cls(platforms, transport, redactor, metrics)
         for platform in platforms:
             own = settings.platforms.get(platform)
             if default_connection_configured(own, settings.connections_dir is not None):
@@ -181,6 +177,4 @@ class ConnectionRegistry:
 
     def _add(self, platform: Platform, name: str, settings: PlatformSettings) -> None:
         adapter = build_adapter(platform, settings, self._transport, self._redactor)
-        self._dispatchers[(platform, name)] = PlatformDispatcher(
-            adapter, settings, self._metrics, name, self._pauses
-        )
+        self._dispatchers[(platform, name)] = PlatformDispatcher(adapter, settings, self._metrics, name)

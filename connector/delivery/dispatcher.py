@@ -2,8 +2,9 @@
 
 The dispatcher turns an already-built request into a `DeliveryReport`. It never fails a delivery
 because the platform is down or throttles all requests: while the circuit is open, or while the
-adapter's `classify` reported a platform-wide throttle, deliveries wait (and their time waiting
-is charged neither to their retry budget nor, for a throttle, to their attempts). What an answer
+adapter's `classify` reported a platform-wide throttle, deliveries wait or park, as their
+connection's gate says (`Turn`; their time waiting is charged neither to their retry budget nor,
+for a throttle, to their attempts). What an answer
 means is the adapter's to say (`Attempt`); the dispatcher only acts on it.
 """
 
@@ -13,9 +14,9 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from connector.config import PlatformSettings
-from connector.control.pauses import Pauses
 from connector.models import DEFAULT_CONNECTION, ErrorCategory, Outcome, Platform, ResultError
 from connector.observability.metrics import NO_RESPONSE_CODE, Metrics, RetryWait
 from connector.platforms.base import Attempt, PlatformAdapter, Verdict, WaitScope
@@ -32,38 +33,52 @@ from connector.policies import (
 log = logging.getLogger(__name__)
 
 
-class SendPolicy:
-    """What one delivery's sender says before each of its sends; the connection's own state (pause,
-    circuit, throttle) is the dispatcher's. This one sends whatever comes, waiting in memory for a
-    held connection: the stage and the drain give a delivery theirs (`Delivery.policy`)."""
+class ConnectionHeld(Exception):
+    """The delivery must wait in the store, not in memory: its connection's gate said so (README
+    "Isolation between connections"). Raised only before a request is sent: nothing of this
+    delivery is in flight.
+    """
 
-    __slots__ = ()
 
-    #: The sender can park the delivery: a held connection raises `ConnectionHeld` before any
-    #: send instead of being waited for.
-    can_park = False
+class Turn(Protocol):
+    """What a delivery's sender is asked before each request: may it send now? The connection's gate
+    (`delivery/gate.py`) gives each delivery one, which answers from the pause, this circuit and
+    throttle, the connection's backlog and the platform's window."""
+
+    def may_send(self, dispatcher: PlatformDispatcher) -> bool:
+        """Yes, at once, without waiting."""
+        ...
+
+    async def clear(self, dispatcher: PlatformDispatcher) -> float:
+        """Return once the delivery may send (the seconds waited, charged to no retry budget); raise
+        `ConnectionHeld` when it must park instead."""
+        ...
 
     def superseded(self) -> bool:
         """A newer version of the order now waits for the same connection: send nothing more."""
+        ...
+
+
+class Ungated:
+    """The turn of a delivery no gate watches (tests, tools): it waits in memory for the circuit
+    and the throttle, and is never parked nor superseded."""
+
+    __slots__ = ()
+
+    def may_send(self, dispatcher: PlatformDispatcher) -> bool:
+        return dispatcher.ready()
+
+    async def clear(self, dispatcher: PlatformDispatcher) -> float:
+        started = time.monotonic()
+        while not dispatcher.ready():
+            await dispatcher.wait_ready()
+        return time.monotonic() - started
+
+    def superseded(self) -> bool:
         return False
 
-    def park_now(self) -> bool:
-        """With `can_park`: the delivery must wait in the store (one before it waits there)."""
-        return False
 
-
-#: Send, waiting in memory for whatever holds the connection.
-SEND = SendPolicy()
-
-#: A platform-wide throttle shorter than this is waited out in memory; a longer one parks.
-HOLD_IN_MEMORY_S = 1.0
-
-
-class ConnectionHeld(Exception):
-    """The delivery's connection is held (circuit open, throttled, paused) and its caller parks it.
-
-    Raised only before a request is sent: nothing of this delivery is in flight.
-    """
+UNGATED = Ungated()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +107,10 @@ class PlatformDispatcher:
         settings: PlatformSettings,
         metrics: Metrics,
         connection: str = DEFAULT_CONNECTION,
-        pauses: Pauses | None = None,
     ) -> None:
         self.adapter = adapter
         self.platform: Platform = adapter.platform
         self.connection = connection
-        self._pauses = pauses
         #: The last failed attempt's message and when (Unix time), for `order-sync status`.
         self.last_error: tuple[str, float] | None = None
         self._metrics = metrics
@@ -117,19 +130,14 @@ class PlatformDispatcher:
         }
         self._request_seconds = metrics.platform_request_seconds.labels(*self._labels)
 
-    @property
-    def held(self) -> bool:
-        """The connection takes no request now and will not for a while: an operator paused it, its
-        circuit is not closed, or a platform-wide throttle holds it longer than `HOLD_IN_MEMORY_S`."""
-        return (
-            self.paused
-            or self.circuit.state is not CircuitState.CLOSED
-            or self._hold.remaining_s > HOLD_IN_MEMORY_S
-        )
+    def ready(self) -> bool:
+        """No throttle holds the connection and its circuit lets the calling task send."""
+        return not self._hold.held and self.circuit.allows()
 
-    @property
-    def paused(self) -> bool:
-        return self._pauses is not None and self._pauses.paused(self.platform, self.connection) is not None
+    async def wait_ready(self) -> None:
+        """Wait for the circuit (as its probe, or until it closes) and for the throttle in force."""
+        await self.circuit.wait_until_allowed()
+        await self._hold.wait()
 
     @property
     def throttled_for_s(self) -> float:
@@ -140,10 +148,6 @@ class PlatformDispatcher:
     def window(self) -> int:
         """Parked deliveries of this connection sent at once by its drain (a page)."""
         return 2 * self._max_concurrency
-
-    async def _wait_resumed(self) -> None:
-        if self._pauses is not None:
-            await self._pauses.wait_resumed(self.platform, self.connection)
 
     def _on_circuit_change(self, state: CircuitState) -> None:
         self._circuit_gauge.set(0 if state is CircuitState.CLOSED else 1)
@@ -157,22 +161,18 @@ class PlatformDispatcher:
             self._requests[code] = counter
         counter.inc()
 
-    async def deliver(self, request: PlatformRequest, policy: SendPolicy = SEND) -> DeliveryReport:
-        """Send until an outcome; `policy` is asked before every send whether a newer version of the
-        order now waits (then nothing more is sent for this one: `superseded`).
-
-        When the policy `can_park`, instead of waiting for a held connection (or when it says
-        `park_now`) this raises `ConnectionHeld` before sending. Otherwise the delivery waits for
-        the circuit and the throttle in memory (the drain's probe does).
-        """
+    async def deliver(self, request: PlatformRequest, turn: Turn = UNGATED) -> DeliveryReport:
+        """Send until an outcome. `turn` is asked before every request whether it may go now (it
+        waits, or raises `ConnectionHeld` for the caller to park the delivery) and whether a newer
+        version of the order now waits (then nothing more is sent for this one: `superseded`)."""
         attempts = 0
         started = time.monotonic()
         waited = 0.0
         while True:
-            waited += await self._wait_for_turn(policy)
-            if policy.superseded():
+            waited += await turn.clear(self)
+            if turn.superseded():
                 return DeliveryReport(Outcome.SUPERSEDED, None, attempts, None)
-            attempt, queued = await self._send(request, policy)
+            attempt, queued = await self._send(request, turn)
             waited += queued
             if attempt is None:
                 # Newer work arrived while this one queued for its slot or its token.
@@ -187,18 +187,7 @@ class PlatformDispatcher:
             if delay is not None:
                 await asyncio.sleep(delay)
 
-    async def _wait_for_turn(self, policy: SendPolicy) -> float:
-        """Wait out a pause, an open circuit and a throttle (or raise `ConnectionHeld` to park);
-        the seconds waited, which are charged to no retry budget."""
-        if policy.can_park and (self.held or policy.park_now()):
-            raise ConnectionHeld
-        wait_started = time.monotonic()
-        await self._wait_resumed()
-        await self.circuit.wait_until_allowed()
-        await self._hold.wait()
-        return time.monotonic() - wait_started
-
-    async def _send(self, request: PlatformRequest, policy: SendPolicy) -> tuple[Attempt | None, float]:
+    async def _send(self, request: PlatformRequest, turn: Turn) -> tuple[Attempt | None, float]:
         """One attempt under a slot and a token; None when superseded while queued. Also the
         seconds queued for the token and any hold that came meanwhile."""
         async with self._slots:
@@ -206,19 +195,14 @@ class PlatformDispatcher:
             # would leave together when slots free up, faster than RATE_LIMIT_RPS.
             wait_started = time.monotonic()
             await self._bucket.acquire()
-            while self._hold.held or self.paused:
-                # A throttle answered while this request queued holds it too: nothing is sent
-                # between a platform-wide refusal and its reset time but what was already sent.
-                # Its token is spent: sent late, it would add to the burst after the hold.
-                if policy.can_park and self.held:
-                    raise ConnectionHeld
-                await self._wait_resumed()
-                await self._hold.wait()
+            while not turn.may_send(self):
+                # A throttle, a pause or a park that came while this request queued holds it too:
+                # nothing is sent between a platform-wide refusal and its reset time but what was
+                # already sent. Its token is spent: sent late, it would add to the burst after.
+                await turn.clear(self)
                 await self._bucket.acquire()
             queued = time.monotonic() - wait_started
-            if policy.can_park and policy.park_now():
-                raise ConnectionHeld
-            if policy.superseded():
+            if turn.superseded():
                 return None, queued
             return await self._attempt(request), queued
 

@@ -18,7 +18,7 @@ from prometheus_client import Counter, Gauge
 
 from connector.codec import decode_event, encode_result
 from connector.delivery.connections import ConnectionRegistry
-from connector.delivery.dispatcher import SEND, ConnectionHeld, DeliveryReport, SendPolicy
+from connector.delivery.dispatcher import UNGATED, ConnectionHeld, DeliveryReport, Turn
 from connector.errors import UnmappableError
 from connector.kafka.publisher import Publisher
 from connector.models import (
@@ -59,8 +59,8 @@ class Delivery:
     source: Source
     #: The input record's trace, or one made for this delivery: its requests and result carry it.
     trace: TraceContext
-    #: Asked before each send (superseded? park?): its sender's, the stage's or the drain's.
-    policy: SendPolicy = SEND
+    #: Asked before each request: send, wait or park, superseded? Given by the connection's gate.
+    turn: Turn = UNGATED
 
 
 class DeliveryRunner:
@@ -144,9 +144,8 @@ class DeliveryRunner:
         return await self._guard.call(self._store.parked_counts, platform, partitions)
 
     async def run(self, delivery: Delivery) -> bool:
-        """Deliver and publish the result; False when its policy `can_park` and the delivery's
-        connection was held (`ConnectionHeld`): nothing was sent or published and its claim is
-        released, for the caller to park it."""
+        """Deliver and publish the result; False when its turn said to park it (`ConnectionHeld`):
+        nothing was sent or published and its claim is released, for the caller to park it."""
         try:
             await self._run(delivery)
         except ConnectionHeld:
@@ -257,7 +256,7 @@ class DeliveryRunner:
         if dispatcher is None:
             return DeliveryReport(Outcome.UNMAPPABLE, None, 0, _not_configured(key))
         try:
-            return await dispatcher.deliver(delivery.request, delivery.policy)
+            return await dispatcher.deliver(delivery.request, delivery.turn)
         except ConnectionHeld:
             # Nothing was sent: whoever sends it later (from the store) claims it afresh.
             await self._guard.call(self._store.release, key, self._owner)

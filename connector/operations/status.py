@@ -70,29 +70,31 @@ class StatusReport:
     def document(self) -> dict[str, Any]:
         now = self._clock()
         held: dict[tuple[str, str], int] = {}
-        for platform, parking in self._pipelines.parking.items():
-            for connection, count in parking.held_backlog().items():
+        for platform, gates in self._pipelines.gates.items():
+            for connection, count in gates.held_backlog().items():
                 held[(platform.value, connection)] = count
         listed: list[dict[str, Any]] = []
         quiet = 0
         for platform, name, dispatcher in self._connections.items():
-            pause = self._pauses.paused(platform, name)
+            platform_gates = self._pipelines.gates.get(platform)
+            state = platform_gates.state(name) if platform_gates is not None else None
+            if state is None:
+                continue
             error = dispatcher.last_error
             recent = error if error is not None and now - error[1] < RECENT_ERROR_S else None
+            held.pop((platform.value, name), None)
             entry: dict[str, Any] = {
                 "platform": platform.value,
                 "connection": name,
-                "paused": pause.document() if pause else None,
-                "circuit": dispatcher.circuit.state.value,
-                "throttled_until": _iso(now + dispatcher.throttled_for_s)
-                if dispatcher.throttled_for_s
-                else None,
-                "held_backlog": held.pop((platform.value, name), 0),
+                "paused": state.paused.document() if state.paused else None,
+                "circuit": state.circuit.value,
+                "throttled_until": _iso(now + state.throttled_for_s) if state.throttled_for_s else None,
+                "held_backlog": state.backlog,
                 "last_error": {"message": recent[0][:300], "at": _iso(recent[1])} if recent else None,
             }
             notable = (
                 entry["paused"]
-                or dispatcher.circuit.state is not CircuitState.CLOSED
+                or state.circuit is not CircuitState.CLOSED
                 or entry["throttled_until"]
                 or entry["held_backlog"]
                 or entry["last_error"]

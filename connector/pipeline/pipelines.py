@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from connector.config import INTAKE_PIPELINE, Settings
 from connector.control.pauses import Pauses
+from connector.delivery.gates import Gates
 from connector.delivery.runner import DeliveryRunner
 from connector.kafka.publisher import Publisher
 from connector.models import Platform
@@ -20,7 +21,6 @@ from connector.observability.metrics import Metrics
 from connector.operations.supervisor import Supervisor
 from connector.pipeline.delivery import DeliveryStage
 from connector.pipeline.intake import IntakeStage
-from connector.pipeline.parking import Parking
 from connector.pipeline.pipeline import Pipeline
 from connector.pipeline.screening import MessageScreen
 from connector.stores.guard import StoreGuard
@@ -60,8 +60,8 @@ class Pipelines:
         )
         self.all: list[Pipeline] = []
         self._supervisor = supervisor or Supervisor(metrics.background_task_failures)
-        #: Each platform pipeline's owner of parked deliveries (its held backlog, for the status).
-        self.parking: dict[Platform, Parking] = {}
+        #: Each platform's gates, one per connection (README "Isolation between connections").
+        self.gates: dict[Platform, Gates] = {}
         if settings.runs_intake():
             stage = IntakeStage(self.screen, publisher, metrics)
             self.all.append(
@@ -69,14 +69,13 @@ class Pipelines:
             )
         for platform in platforms:
             supersede = settings.platforms.get(platform).supersede_queued_versions
-            parking = Parking(
-                platform, runner, runner.connections, metrics, settings.max_inflight_events, supersede
-            )
-            delivery = DeliveryStage(platform, self.screen, runner, parking, metrics, supersede)
-            self.parking[platform] = parking
-            paused = _platform_paused(pauses, platform)
+            gates = Gates(platform, runner, pauses, metrics, settings.max_inflight_events, supersede)
+            delivery = DeliveryStage(platform, self.screen, runner, gates, metrics, supersede)
+            self.gates[platform] = gates
             self.all.append(
-                self._pipeline(platform.value, delivery, settings, guard, metrics, self._supervisor, paused)
+                self._pipeline(
+                    platform.value, delivery, settings, guard, metrics, self._supervisor, gates.fetch_paused
+                )
             )
         self.stopping = False
 
@@ -118,9 +117,3 @@ class Pipelines:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.screen.close()
-
-
-def _platform_paused(pauses: Pauses | None, platform: Platform) -> Callable[[], bool]:
-    if pauses is None:
-        return lambda: False
-    return lambda: pauses.platform_paused(platform) is not None

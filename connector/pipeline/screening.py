@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from aiokafka.structs import ConsumerRecord
 
 from connector.codec import decode_accepted, decode_event, fingerprint
+from connector.delivery.lanes import LaneTicket, OrderingLanes
 from connector.errors import InvalidEventError
 from connector.models import OrderChangedEvent
-from connector.pipeline.lanes import LaneTicket, OrderingLanes
 
 log = logging.getLogger(__name__)
 

@@ -112,6 +112,17 @@ class CircuitBreaker:
     def consecutive_failures(self) -> int:
         return self._failures
 
+    def allows(self) -> bool:
+        """Whether the calling task may send now without waiting: CLOSED, or it holds the probe."""
+        if self._state is CircuitState.CLOSED:
+            return True
+        return (
+            self._state is CircuitState.HALF_OPEN
+            and self._probe_out
+            and self._probe_task is not None
+            and self._probe_task is _current_task()
+        )
+
     async def wait_until_allowed(self) -> None:
         """Return when this caller may send a request: at once while CLOSED, else as the probe or after."""
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from connector.config import PlatformSettings
@@ -10,6 +11,7 @@ from connector.control.pauses import Pauses
 from connector.control.records import ControlAction, ControlRecord, Target
 from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.dispatcher import PlatformDispatcher
+from connector.delivery.gates import Gates
 from connector.models import Platform
 from connector.observability.metrics import Metrics
 from connector.operations.status import RECENT_ERROR_S, StatusReport
@@ -22,24 +24,21 @@ class Adapter:
     platform = SC
 
 
-class Held:
-    """A platform's parking, as the report reads it."""
-
-    def __init__(self, backlog: dict[str, int]) -> None:
-        self._backlog = backlog
-
-    def held_backlog(self) -> dict[str, int]:
-        return self._backlog
-
-
 class Pipeline:
     def snapshot(self) -> dict[str, Any]:
         return {"name": "sellercloud", "lag": {"0": 3}}
 
 
 class Pipelines:
-    def __init__(self, backlog: dict[str, int]) -> None:
-        self.parking = {SC: Held(backlog)}
+    """The platform's real gates, with `backlog` parked deliveries per connection."""
+
+    def __init__(self, registry: ConnectionRegistry, pauses: Pauses, backlog: dict[str, int]) -> None:
+        runner = SimpleNamespace(connections=registry)
+        gates = Gates(SC, runner, pauses, Metrics(), capacity=100)  # type: ignore[arg-type]
+        for connection, count in backlog.items():
+            for offset in range(count):
+                gates.gate(connection).reserve(0, offset)
+        self.gates = {SC: gates}
         self.all = [Pipeline()]
 
 
@@ -49,7 +48,7 @@ async def test_only_connections_with_something_to_say_are_listed() -> None:
     settings = PlatformSettings(base_url="https://sc.example", circuit_failure_threshold=1)
     names = ("default", "eu", "us", "quiet-1", "quiet-2", "old-error")
     dispatchers = {
-        (SC, name): PlatformDispatcher(Adapter(), settings, metrics, name, pauses)  # type: ignore[arg-type]
+        (SC, name): PlatformDispatcher(Adapter(), settings, metrics, name)  # type: ignore[arg-type]
         for name in names
     }
     eu = Target(platform=SC, connection="eu")
@@ -59,10 +58,11 @@ async def test_only_connections_with_something_to_say_are_listed() -> None:
     dispatchers[(SC, "us")].circuit.record_failure()
     dispatchers[(SC, "old-error")].last_error = ("503 long ago", NOW - RECENT_ERROR_S - 1)
     dispatchers[(SC, "default")].last_error = ("503 just now", NOW - 5)
+    registry = ConnectionRegistry.of(dispatchers)
     report = StatusReport(
         "replica-1",
-        Pipelines({"default": 7, "gone": 4}),  # type: ignore[arg-type]
-        ConnectionRegistry.of(dispatchers),
+        Pipelines(registry, pauses, {"default": 7, "gone": 4}),  # type: ignore[arg-type]
+        registry,
         pauses,
         interval_s=5,
         clock=lambda: NOW,

@@ -1,7 +1,7 @@
 """A model-based test of the hold logic across Kafka's group changes (Hypothesis' state machine).
 
 In one process, on virtual time, the real classes of a platform's pipeline (`Pipeline`,
-`GroupConsumer`, `DeliveryStage`, `Parking`, `MessageScreen`, `DeliveryRunner`,
+`GroupConsumer`, `DeliveryStage`, `Gates` and `TargetGate`, `MessageScreen`, `DeliveryRunner`,
 `PlatformDispatcher` with its real circuit, throttle hold and `Pauses`) run for up to two replicas
 over one memory store. Random interleavings of events arriving, pauses (with and without `until`),
 resumes, outages (the circuit opens), a platform-wide throttle, rebalances, and replicas stopping
@@ -41,12 +41,12 @@ from connector.control.pauses import Pauses
 from connector.control.records import ControlAction, ControlRecord, Target
 from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.dispatcher import PlatformDispatcher
+from connector.delivery.gates import Gates
 from connector.delivery.runner import DeliveryRunner
 from connector.models import ErrorCategory, OrderChangedEvent, Platform
 from connector.observability.metrics import Metrics
 from connector.pipeline import source as source_module
 from connector.pipeline.delivery import DeliveryStage
-from connector.pipeline.parking import Parking
 from connector.pipeline.pipeline import Pipeline
 from connector.pipeline.screening import MessageScreen
 from connector.platforms.base import Attempt, Verdict, WaitScope
@@ -242,7 +242,6 @@ class Replica:
                 platform_settings,
                 metrics,
                 c,
-                self.pauses,
             )
             for c in CONNECTIONS
         }
@@ -260,8 +259,8 @@ class Replica:
             claim_lease_s=30,
         )
         screen = MessageScreen(self.runner.check_event, 1 << 20, capacity=64, judged_span=4096)
-        self.parking = Parking(PLATFORM, self.runner, registry, metrics, settings.max_inflight_events)
-        stage = DeliveryStage(PLATFORM, screen, self.runner, self.parking, metrics)
+        self.gates = Gates(PLATFORM, self.runner, self.pauses, metrics, settings.max_inflight_events)
+        stage = DeliveryStage(PLATFORM, screen, self.runner, self.gates, metrics)
         self.pipeline = Pipeline(
             PLATFORM.value,
             "group.ventmere",
@@ -269,7 +268,7 @@ class Replica:
             settings,
             StoreGuard(store, metrics),
             metrics,
-            lambda: self.pauses.platform_paused(PLATFORM) is not None,
+            self.gates.fetch_paused,
         )
         self.client: FakeKafkaConsumer = self.pipeline._source._client  # type: ignore[assignment]
         self.task = asyncio.create_task(self.pipeline.run(), name=f"replica-{name}")
@@ -505,7 +504,7 @@ class HoldModel(RuleBasedStateMachine):
         for replica in self.replicas:
             if replica.task.done() or not replica.partitions:
                 continue
-            lanes = replica.parking._lanes
+            lanes = {name: gate._lanes for name, gate in replica.gates._gates.items()}
             if any(lane.pending or lane.in_memory for c in lanes.values() for lane in c.values()):
                 continue  # a write or a send under way: compared once it settles
             held = self.run(replica.runner.parked_counts(PLATFORM, replica.partitions))

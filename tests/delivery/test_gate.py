@@ -1,12 +1,14 @@
-"""Parking's bookkeeping of held deliveries, without a store or a network."""
+"""A connection's gate (`delivery/gate.py`): its decisions and its backlog, on virtual time."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from connector.delivery.connections import UNKNOWN_CONNECTION_LABEL, ConnectionRegistry
+from connector.delivery.gates import Gates
 from connector.models import Platform
 from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor
-from connector.pipeline.parking import Parking
 from connector.platforms.transport import Transport
 
 
@@ -20,14 +22,14 @@ def held_gauge(metrics: Metrics, connection: str) -> float:
 async def test_connections_no_configuration_has_share_one_unknown_gauge_that_sums_them() -> None:
     metrics = Metrics()
     registry = ConnectionRegistry([Platform.SELLERCLOUD], Transport(), Redactor([]), metrics)
-    parking = Parking(Platform.SELLERCLOUD, None, registry, metrics, capacity=100)  # type: ignore[arg-type]
+    gates = Gates(Platform.SELLERCLOUD, SimpleNamespace(connections=registry), None, metrics, capacity=100)  # type: ignore[arg-type]
     for offset in range(3):
-        parking.reserve("removed-a", 0, offset)
+        gates.gate("removed-a").reserve(0, offset)
     for offset in range(3, 5):
-        parking.reserve("removed-b", 1, offset)
+        gates.gate("removed-b").reserve(1, offset)
     # The last writer does not win: the gauge is what both hold.
     assert held_gauge(metrics, UNKNOWN_CONNECTION_LABEL) == 5
-    parking.unreserve("removed-b", 1)
-    parking.unreserve("removed-b", 1)
+    gates.gate("removed-b").unreserve(1)
+    gates.gate("removed-b").unreserve(1)
     assert held_gauge(metrics, UNKNOWN_CONNECTION_LABEL) == 3
-    assert parking.held_backlog() == {"removed-a": 3}
+    assert gates.held_backlog() == {"removed-a": 3}

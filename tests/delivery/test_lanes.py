@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from connector.pipeline.lanes import OrderingLanes
+from connector.delivery.lanes import OrderingLanes
 
 
 async def test_same_key_runs_in_ticket_order_while_other_keys_overlap() -> None:
