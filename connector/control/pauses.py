@@ -87,6 +87,8 @@ class Pauses:
 
     def paused(self, platform: Platform, connection: str) -> Pause | None:
         """The pause holding this connection (its own, or its platform's), if any."""
+        if not self._pauses:
+            return None  # asked before every request: the common answer first
         pause = self._pauses.get(Target(platform=platform)) or self._pauses.get(
             Target(platform=platform, connection=connection)
         )

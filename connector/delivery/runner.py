@@ -7,7 +7,6 @@ Every path ends in a published result, except a delivery the store has already r
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable
@@ -88,10 +87,16 @@ class DeliveryRunner:
         self._label_of = connections.label_of
 
     def prepare(
-        self, event: OrderChangedEvent, platform: Platform, source: Source, trace: TraceContext | None
+        self,
+        event: OrderChangedEvent,
+        platform: Platform,
+        source: Source,
+        trace: TraceContext | None,
+        turn: Turn = UNGATED,
     ) -> Delivery:
-        """The delivery of `event` to `platform`, its request built now (pure, no I/O). `trace` is the
-        input record's, when it carried a valid one (README "Traces")."""
+        """The delivery of `event` to `platform`, its request built now (pure, no I/O), asking `turn`
+        before each request. `trace` is the input record's, when it carried a valid one (README
+        "Traces")."""
         order = event.order
         connection = event.targets.connection_of(platform)
         key = DeliveryKey(event.event_id, platform, order.order_number, order.version, connection)
@@ -100,12 +105,12 @@ class DeliveryRunner:
         trace = trace if trace is not None else TraceContext.new()
         dispatcher = self.connections.dispatcher(platform, connection)
         if dispatcher is None:
-            return Delivery(key, None, _not_configured(key), source, trace)
+            return Delivery(key, None, _not_configured(key), source, trace, turn)
         try:
             request = dispatcher.adapter.build_request(event)
         except UnmappableError as exc:
             error = ResultError(category=ErrorCategory.MAPPING, message=str(exc))
-            return Delivery(key, None, error, source, trace)
+            return Delivery(key, None, error, source, trace, turn)
         except Exception as exc:
             # An adapter that cannot build a request for this event makes it unmappable, never a stall.
             log.exception(
@@ -115,10 +120,12 @@ class DeliveryRunner:
             error = ResultError(
                 category=ErrorCategory.MAPPING, message=f"internal mapping error: {type(exc).__name__}"
             )
-            return Delivery(key, None, error, source, trace)
+            return Delivery(key, None, error, source, trace, turn)
         # Added here, once for every adapter: what an adapter builds stays a pure mapping of the event.
-        request = dataclasses.replace(request, headers=(*request.headers, *trace.http_headers()))
-        return Delivery(key, request, None, source, trace)
+        request = PlatformRequest(
+            request.method, request.url, (*request.headers, *trace.http_headers()), request.body
+        )
+        return Delivery(key, request, None, source, trace, turn)
 
     def prepare_parked(self, parked: ParkedDelivery) -> Delivery:
         """A parked delivery, built again from its input record with its connection as it is now."""

@@ -7,7 +7,6 @@ skipped here without a word: the intake reports them, once.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 
 from aiokafka import TopicPartition
@@ -69,8 +68,12 @@ class DeliveryStage:
             return self._park(screened.verdict(), gate, parked)
         # The lane ticket is taken now, in consumption order: deliveries of one order keep input order.
         ticket = self._lanes.take(event.order.order_number)
+        order = event.order
+        turn = gate.turn_from_memory(
+            self._versions, order.order_number, order.version, record.partition, record.offset
+        )
         # From here on the delivery holds its request, not the decoded event (a tenth of the memory).
-        delivery = self._runner.prepare(event, self._platform, source, trace)
+        delivery = self._runner.prepare(event, self._platform, source, trace, turn)
         return self._deliver(screened.verdict(), gate, delivery, ticket, time.monotonic(), record.value)
 
     async def assigned(self, partitions: list[TopicPartition]) -> None:
@@ -111,10 +114,7 @@ class DeliveryStage:
                 versions = self._versions
                 versions.add(key.order_number, key.version)
             await ticket.wait_turn()
-            turn = gate.turn_from_memory(
-                versions, key.order_number, key.version, source.partition, source.offset
-            )
-            if not await self._runner.run(dataclasses.replace(delivery, turn=turn)):
+            if not await self._runner.run(delivery):
                 # Its gate said park: its place in the store is taken before the next version of the
                 # order (in memory behind this one) asks whether it must park too.
                 parked = True
