@@ -35,6 +35,7 @@ from connector.config import PlatformsSettings
 from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.dispatcher import DeliveryReport, PlatformDispatcher, Turn
 from connector.delivery.gates import Gates
+from connector.delivery.parked import ParkedStore
 from connector.delivery.runner import DeliveryRunner
 from connector.devtools.simulators.server import SimulatorSuite
 from connector.kafka.publisher import Publisher
@@ -51,6 +52,7 @@ from connector.platforms.registry import build_adapter
 from connector.platforms.transport import Transport
 from connector.policies.circuit import CircuitBreaker
 from connector.stores import IdempotencyStore
+from connector.stores.batching import EventChecks
 from connector.stores.guard import StoreGuard
 from connector.stores.memory import MemoryStore
 from connector.stores.sqlite import SqliteStore
@@ -135,12 +137,13 @@ async def own_work(
     registry = ConnectionRegistry.of(dispatchers)
     runner = DeliveryRunner(registry, guard, publisher, metrics, owner="own", claim_lease_s=30)
     screen = MessageScreen(
-        runner.check_event, 1_048_576, capacity=WINDOW, judged_span=JUDGED_WINDOWS * 2 * WINDOW
+        EventChecks(guard).check_event, 1_048_576, capacity=WINDOW, judged_span=JUDGED_WINDOWS * 2 * WINDOW
     )
+    parked = ParkedStore(guard)
     stages: list[Stage] = [
         IntakeStage(screen, publisher, metrics),
         *(
-            DeliveryStage(p, screen, runner, Gates(p, runner, None, metrics, 2 * WINDOW), metrics)
+            DeliveryStage(p, screen, runner, Gates(p, runner, parked, None, metrics, 2 * WINDOW), metrics)
             for p in Platform
         ),
     ]

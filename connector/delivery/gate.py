@@ -47,6 +47,7 @@ from connector.control.pauses import Pause, Pauses
 from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.dispatcher import ConnectionHeld, PlatformDispatcher
 from connector.delivery.lanes import OrderingLanes
+from connector.delivery.parked import ParkedStore
 from connector.delivery.runner import Delivery, DeliveryRunner
 from connector.errors import InvalidEventError
 from connector.models import Platform
@@ -236,6 +237,7 @@ class PlatformShare:
 
     platform: Platform
     runner: DeliveryRunner
+    parked: ParkedStore
     pauses: Pauses | None
     #: The pipeline's in-flight limit, shared among the connections with deliveries in memory.
     capacity: int
@@ -386,7 +388,7 @@ class TargetGate:
     async def park(self, item: ParkedDelivery) -> None:
         """Write a delivery whose place was reserved; returns once the store holds it."""
         try:
-            await self._share.runner.park(item)
+            await self._share.parked.park(item)
         finally:
             self._lane(item.partition).pending -= 1
         self._nudge()
@@ -494,8 +496,7 @@ class TargetGate:
     async def _drain_page(self, dispatcher: PlatformDispatcher, partition: int) -> None:
         # Superseding looks further ahead: only versions in one page collapse to the newest.
         size = max(dispatcher.window, SUPERSEDE_PAGE) if self._share.supersede else dispatcher.window
-        runner = self._share.runner
-        page = await runner.parked(self._platform, self.connection, [partition], size)
+        page = await self._share.parked.page(self._platform, self.connection, [partition], size)
         if not page:
             self._settle_count(partition)
             return
@@ -531,7 +532,7 @@ class TargetGate:
                 exc,
                 extra={**self._context, "event_id": item.event_id},
             )
-            await self._share.runner.unpark(item)
+            await self._share.parked.unpark(item)
             self._sent(item)
             return None
 
@@ -557,7 +558,7 @@ class TargetGate:
                 return
         finally:
             ticket.finish()
-        await self._share.runner.unpark(item)
+        await self._share.parked.unpark(item)
         self._sent(item)
 
     def _sent(self, item: ParkedDelivery) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from connector.control.pauses import Pauses
 from connector.delivery.gate import GateState, HeldGauge, PlatformShare, TargetGate
+from connector.delivery.parked import ParkedStore
 from connector.delivery.runner import DeliveryRunner
 from connector.models import Platform
 from connector.observability.metrics import Metrics
@@ -23,16 +24,17 @@ class Gates:
         self,
         platform: Platform,
         runner: DeliveryRunner,
+        parked: ParkedStore,
         pauses: Pauses | None,
         metrics: Metrics,
         capacity: int,
         supersede: bool = False,
     ) -> None:
         self.platform = platform
-        self._runner = runner
+        self._parked = parked
         self._pauses = pauses
         held = HeldGauge(platform, runner.connections, metrics.held_deliveries)
-        self._share = PlatformShare(platform, runner, pauses, capacity, supersede, held)
+        self._share = PlatformShare(platform, runner, parked, pauses, capacity, supersede, held)
         self._gates: dict[str, TargetGate] = {}
         self._sweep_at = IDLE_SLACK
 
@@ -60,7 +62,7 @@ class Gates:
     async def assigned(self, partitions: list[int]) -> None:
         """Learn what waits in the store for the partitions this pipeline now reads."""
         self._share.partitions.update(partitions)
-        counts = await self._runner.parked_counts(self.platform, partitions)
+        counts = await self._parked.counts(self.platform, partitions)
         for (connection, partition), count in counts.items():
             self.gate(connection).found(partition, count)
 

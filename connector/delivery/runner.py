@@ -135,21 +135,6 @@ class DeliveryRunner:
             event, parked.platform, Source(parked.topic, parked.partition, parked.offset), trace
         )
 
-    async def park(self, item: ParkedDelivery) -> None:
-        """Keep `item` in the store until `unpark` (waits out a store outage, as every call here)."""
-        await self._guard.call(self._batch.park, item)
-
-    async def unpark(self, item: ParkedDelivery) -> None:
-        await self._guard.call(self._batch.unpark, item)
-
-    async def parked(
-        self, platform: Platform, connection: str, partitions: list[int], limit: int
-    ) -> list[ParkedDelivery]:
-        return await self._guard.call(self._store.parked, platform, connection, partitions, limit)
-
-    async def parked_counts(self, platform: Platform, partitions: list[int]) -> dict[tuple[str, int], int]:
-        return await self._guard.call(self._store.parked_counts, platform, partitions)
-
     async def run(self, delivery: Delivery) -> bool:
         """Deliver and publish the result; False when its turn said to park it (`ConnectionHeld`):
         nothing was sent or published and its claim is released, for the caller to park it."""
@@ -199,10 +184,6 @@ class DeliveryRunner:
             await self._run_claimed(delivery, claim.status)
         finally:
             gauge.dec()
-
-    async def check_event(self, event_id: str, fingerprint: str) -> bool:
-        """Remember the event's content on first sight; False when the id came with other content."""
-        return await self._guard.call(self._batch.check_event, event_id, fingerprint)
 
     async def _claim(self, key: DeliveryKey) -> Claim:
         async with self._claiming:

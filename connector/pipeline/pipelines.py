@@ -14,6 +14,7 @@ from collections.abc import Callable
 from connector.config import INTAKE_PIPELINE, Settings
 from connector.control.pauses import Pauses
 from connector.delivery.gates import Gates
+from connector.delivery.parked import ParkedStore
 from connector.delivery.runner import DeliveryRunner
 from connector.kafka.publisher import Publisher
 from connector.models import Platform
@@ -23,6 +24,7 @@ from connector.pipeline.delivery import DeliveryStage
 from connector.pipeline.intake import IntakeStage
 from connector.pipeline.pipeline import Pipeline
 from connector.pipeline.screening import MessageScreen
+from connector.stores.batching import EventChecks
 from connector.stores.guard import StoreGuard
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class Pipelines:
         # Decoded messages for pipelines up to half an in-flight window apart (about 12 KiB each); what
         # was judged of each (a byte) for pipelines much further apart.
         self.screen = MessageScreen(
-            runner.check_event,
+            EventChecks(guard).check_event,
             settings.kafka.max_message_bytes,
             capacity=max(1, settings.max_inflight_events // 2),
             judged_span=JUDGED_WINDOWS * settings.max_inflight_events,
@@ -67,9 +69,10 @@ class Pipelines:
             self.all.append(
                 self._pipeline(INTAKE_PIPELINE, stage, settings, guard, metrics, self._supervisor)
             )
+        parked = ParkedStore(guard)
         for platform in platforms:
             supersede = settings.platforms.get(platform).supersede_queued_versions
-            gates = Gates(platform, runner, pauses, metrics, settings.max_inflight_events, supersede)
+            gates = Gates(platform, runner, parked, pauses, metrics, settings.max_inflight_events, supersede)
             delivery = DeliveryStage(platform, self.screen, runner, gates, metrics, supersede)
             self.gates[platform] = gates
             self.all.append(

@@ -20,7 +20,8 @@ from typing import Generic, TypeVar
 
 from connector.errors import StoreUnavailableError
 from connector.models import Outcome
-from connector.stores import Claim, DeliveryKey, IdempotencyStore, ParkedDelivery
+from connector.stores import Claim, DeliveryKey, IdempotencyStore
+from connector.stores.guard import StoreGuard
 
 Item = TypeVar("Item")
 Answer = TypeVar("Answer")
@@ -84,12 +85,24 @@ def _for_one_caller(exc: Exception) -> Exception:
     return exc
 
 
+class EventChecks:
+    """The screening's store call: each `event_id`'s first content (`check_events`), checks made at
+    about the same time coalesced, a store outage waited out."""
+
+    def __init__(self, guard: StoreGuard) -> None:
+        self._guard = guard
+        self._checks: Coalescer[tuple[str, str], bool] = Coalescer(guard.store.check_events)
+
+    async def check_event(self, event_id: str, fingerprint: str) -> bool:
+        """Remember the event's content on first sight; False when the id came with other content."""
+        return await self._guard.call(self._checks.submit, (event_id, fingerprint))
+
+
 class StoreBatcher:
     """The store calls of the delivery path, each kind coalesced; same answers as the store's own."""
 
     def __init__(self, store: IdempotencyStore, owner: str, lease_s: float) -> None:
         self.store = store
-        self._checks: Coalescer[tuple[str, str], bool] = Coalescer(store.check_events)
         self._claims: Coalescer[DeliveryKey, Claim] = Coalescer(
             lambda keys: store.claim_many(keys, owner, lease_s)
         )
@@ -100,11 +113,6 @@ class StoreBatcher:
             functools.partial(self._record, reported=True)
         )
         self._reports: Coalescer[DeliveryKey, None] = Coalescer(self._mark)
-        self._parks: Coalescer[ParkedDelivery, None] = Coalescer(self._park)
-        self._unparks: Coalescer[ParkedDelivery, None] = Coalescer(self._unpark)
-
-    async def check_event(self, event_id: str, fingerprint: str) -> bool:
-        return await self._checks.submit((event_id, fingerprint))
 
     async def claim(self, key: DeliveryKey) -> Claim:
         return await self._claims.submit(key)
@@ -116,20 +124,6 @@ class StoreBatcher:
 
     async def mark_reported(self, key: DeliveryKey) -> None:
         await self._reports.submit(key)
-
-    async def park(self, item: ParkedDelivery) -> None:
-        await self._parks.submit(item)
-
-    async def unpark(self, item: ParkedDelivery) -> None:
-        await self._unparks.submit(item)
-
-    async def _park(self, items: list[ParkedDelivery]) -> list[None]:
-        await self.store.park(items)
-        return [None] * len(items)
-
-    async def _unpark(self, items: list[ParkedDelivery]) -> list[None]:
-        await self.store.unpark(items)
-        return [None] * len(items)
 
     async def _record(self, items: list[tuple[DeliveryKey, Outcome, bytes]], *, reported: bool) -> list[None]:
         await self.store.record_outcomes(items, reported=reported)

@@ -18,6 +18,7 @@ from connector.delivery.connections import UNKNOWN_CONNECTION_LABEL, ConnectionR
 from connector.delivery.dispatcher import PlatformDispatcher
 from connector.delivery.gate import Go, Versions
 from connector.delivery.gates import Gates
+from connector.delivery.parked import ParkedStore
 from connector.delivery.runner import Delivery, DeliveryRunner
 from connector.models import DEFAULT_CONNECTION, ErrorCategory, OrderChangedEvent, Platform, Source
 from connector.observability.metrics import Metrics
@@ -44,7 +45,9 @@ def held_gauge(metrics: Metrics, connection: str) -> float:
 async def test_connections_no_configuration_has_share_one_unknown_gauge_that_sums_them() -> None:
     metrics = Metrics()
     registry = ConnectionRegistry([Platform.SELLERCLOUD], Transport(), Redactor([]), metrics)
-    gates = Gates(Platform.SELLERCLOUD, SimpleNamespace(connections=registry), None, metrics, capacity=100)  # type: ignore[arg-type]
+    gates = Gates(
+        Platform.SELLERCLOUD, SimpleNamespace(connections=registry), None, None, metrics, capacity=100
+    )  # type: ignore[arg-type]
     for offset in range(3):
         gates.gate("removed-a").reserve(0, offset)
     for offset in range(3, 5):
@@ -133,7 +136,14 @@ class Rig:
             "me",
             30,
         )
-        self.gates = Gates(VM, self.runner, self.pauses, self.metrics, capacity)
+        self.gates = Gates(
+            VM,
+            self.runner,
+            ParkedStore(StoreGuard(self.store, self.metrics)),
+            self.pauses,
+            self.metrics,
+            capacity,
+        )
         self.gate = self.gates.gate(DEFAULT_CONNECTION)
 
     def delivery(self, order: str, version: int, offset: int) -> Delivery:

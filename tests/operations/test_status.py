@@ -34,7 +34,7 @@ class Pipelines:
 
     def __init__(self, registry: ConnectionRegistry, pauses: Pauses, backlog: dict[str, int]) -> None:
         runner = SimpleNamespace(connections=registry)
-        gates = Gates(SC, runner, pauses, Metrics(), capacity=100)  # type: ignore[arg-type]
+        gates = Gates(SC, runner, None, pauses, Metrics(), capacity=100)  # type: ignore[arg-type]
         for connection, count in backlog.items():
             for offset in range(count):
                 gates.gate(connection).reserve(0, offset)

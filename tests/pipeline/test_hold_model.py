@@ -42,6 +42,7 @@ from connector.control.records import ControlAction, ControlRecord, Target
 from connector.delivery.connections import ConnectionRegistry
 from connector.delivery.dispatcher import PlatformDispatcher
 from connector.delivery.gates import Gates
+from connector.delivery.parked import ParkedStore
 from connector.delivery.runner import DeliveryRunner
 from connector.models import ErrorCategory, OrderChangedEvent, Platform
 from connector.observability.metrics import Metrics
@@ -52,6 +53,7 @@ from connector.pipeline.screening import MessageScreen
 from connector.platforms.base import Attempt, Verdict, WaitScope
 from connector.platforms.http import PlatformRequest
 from connector.stores import memory as memory_module
+from connector.stores.batching import EventChecks
 from connector.stores.guard import StoreGuard
 from connector.stores.memory import MemoryStore
 from tests.policies.virtual_time import VirtualTimeLoop
@@ -258,8 +260,12 @@ class Replica:
             owner=name,
             claim_lease_s=30,
         )
-        screen = MessageScreen(self.runner.check_event, 1 << 20, capacity=64, judged_span=4096)
-        self.gates = Gates(PLATFORM, self.runner, self.pauses, metrics, settings.max_inflight_events)
+        guard = StoreGuard(store, metrics)
+        screen = MessageScreen(EventChecks(guard).check_event, 1 << 20, capacity=64, judged_span=4096)
+        self.parked = ParkedStore(guard)
+        self.gates = Gates(
+            PLATFORM, self.runner, self.parked, self.pauses, metrics, settings.max_inflight_events
+        )
         stage = DeliveryStage(PLATFORM, screen, self.runner, self.gates, metrics)
         self.pipeline = Pipeline(
             PLATFORM.value,
@@ -507,7 +513,7 @@ class HoldModel(RuleBasedStateMachine):
             lanes = {name: gate._lanes for name, gate in replica.gates._gates.items()}
             if any(lane.pending or lane.in_memory for c in lanes.values() for lane in c.values()):
                 continue  # a write or a send under way: compared once it settles
-            held = self.run(replica.runner.parked_counts(PLATFORM, replica.partitions))
+            held = self.run(replica.parked.counts(PLATFORM, replica.partitions))
             counted = {
                 (c, p): lane.backlog for c, by in lanes.items() for p, lane in by.items() if lane.backlog
             }
