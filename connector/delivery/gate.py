@@ -261,6 +261,8 @@ class GateState:
 
 
 class TargetGate:
+    """One connection's gate (the module docstring): its decision, its backlog, its drain."""
+
     def __init__(self, connection: str, share: PlatformShare) -> None:
         self.connection = connection
         self._share = share
