@@ -1,14 +1,21 @@
 """The pipeline floor: the Kafka work the guarantees require and the PUTs, with no connector logic.
 
 What any implementation of the guarantees (README "Guarantees and how they are kept") must do per
-event, and nothing else: five consumer groups read the input (the intake's and one per platform),
-each platform's group sends its PUT and produces a result record, and every group commits once the
-results are acknowledged. Each platform's records go to `MAX_CONCURRENCY` workers that take them in
-turn, the shape of `bench.limit`. Left out, so that this is a floor and not a rival: the idempotency
-store, the decode and validation of the event, request mapping (the requests are built up front, as
-`bench.limit` does), per-order ordering, retries, metrics and logs.
+event, and nothing else, in one of two designs (`--groups`):
 
-    python -m bench.floor --events N --seed S --ready FILE
+- `five` (the connector's design, the default): five consumer groups read the input (the intake's
+  and one per platform); each platform's group reads each event's `event_id`, sends its PUT and
+  produces a result record, and every group commits once the results are acknowledged.
+- `one` (the alternative of README "Isolation between connections"): a single group reads the
+  input once and reads each event's `event_id` once, sends the four platforms' PUTs, produces the
+  four result records, and commits once all four are acknowledged.
+
+Each platform's deliveries go to `MAX_CONCURRENCY` workers that take them in turn, the shape of
+`bench.limit`, in both designs. Left out, so that this is a floor and not a rival: the idempotency
+store (and so parking), the validation of the event, request mapping (the requests are built up
+front, as `bench.limit` does), per-order ordering, retries, metrics and logs.
+
+    python -m bench.floor --events N --seed S --ready FILE [--groups five|one]
 
 Settings (topics, group, bootstrap, platforms, MAX_CONCURRENCY, MAX_INFLIGHT_EVENTS) come from the
 ORDER_SYNC_ environment, as for `order-sync run`; FILE is created once every group has partitions.
@@ -28,7 +35,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from aiokafka.structs import OffsetAndMetadata
 from yarl import URL
 
 from bench.limit import built_requests
@@ -39,6 +46,8 @@ from connector.models import Platform
 
 #: A request ready to send: method, URL, headers (auth included), body.
 Prepared = tuple[str, URL, list[tuple[str, str]], bytes | None]
+#: The designs measured: five consumer groups (the intake's and one per platform), or one for all.
+GROUPS = ("five", "one")
 
 
 class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -66,31 +75,39 @@ async def _requests(settings: Settings, events: int, seed: int) -> dict[Platform
 
 @dataclass(slots=True)
 class _Batch:
-    """A fetched batch of one partition: committed once every record's result is acknowledged."""
+    """A fetched batch of one partition: committed once every delivery's result is acknowledged."""
 
     tp: TopicPartition
     end: int
+    events: int
     left: int
     acks: list[asyncio.Future[object]] = field(default_factory=list)
 
 
-class _Group:
-    """One consumer group. The intake's only reads. A platform's hands each fetched record to one of
-    `concurrency` workers, as the limit's workers take prebuilt requests (the leanest shape: no task
-    per record), and commits a batch once all its results are acknowledged."""
+class _Lane:
+    """One platform's deliveries within a group: `concurrency` workers take them in turn, as the
+    limit's workers take prebuilt requests (the leanest shape: no task per delivery)."""
 
-    def __init__(
-        self, kafka: KafkaSettings, group_id: str, inflight: int, work: _Work | None, concurrency: int
-    ) -> None:
+    def __init__(self, work: _Work, concurrency: int) -> None:
+        self.work = work
+        self.concurrency = concurrency
+        self.queue: deque[tuple[str, bytes | None, _Batch]] = deque()
+        self.fed = asyncio.Event()
+
+
+class _Group:
+    """One consumer group. With no lanes (the intake of five groups) it only reads. Otherwise it reads
+    each fetched record's `event_id` once, hands the record to each of its lanes (one in a platform's
+    group of five, four in the single group), and commits a batch once all its results are
+    acknowledged."""
+
+    def __init__(self, kafka: KafkaSettings, group_id: str, inflight: int, lanes: list[_Lane]) -> None:
         self.consumer = AIOKafkaConsumer(**{**consumer_options(kafka), "group_id": group_id})
         self.joined = asyncio.Event()
         self.consumer.subscribe([kafka.input_topic], listener=_Joined(self.joined))
         self._inflight = inflight
         self._max_poll = kafka.max_poll_records
-        self._work = work
-        self._concurrency = concurrency
-        self._queue: deque[tuple[ConsumerRecord, _Batch]] = deque()
-        self._fed = asyncio.Event()
+        self._lanes = lanes
         self._room = asyncio.Event()
         self._in_flight = 0
         self._done: dict[TopicPartition, int] = {}
@@ -98,8 +115,9 @@ class _Group:
 
     async def run(self, stop: asyncio.Event) -> None:
         workers = [
-            asyncio.ensure_future(self._worker()) for _ in range(self._concurrency if self._work else 0)
+            asyncio.ensure_future(self._worker(lane)) for lane in self._lanes for _ in range(lane.concurrency)
         ]
+        lanes = self._lanes
         try:
             while not stop.is_set():
                 free = self._inflight - self._in_flight
@@ -109,29 +127,35 @@ class _Group:
                     continue
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=min(free, self._max_poll))
                 for tp, records in batches.items():
-                    if self._work is None:  # the intake: read, nothing to deliver
+                    if not lanes:  # the intake of five groups: read, nothing to deliver
                         self._done[tp] = records[-1].offset + 1
                         continue
-                    batch = _Batch(tp, records[-1].offset + 1, len(records))
+                    batch = _Batch(tp, records[-1].offset + 1, len(records), len(records) * len(lanes))
                     self._in_flight += len(records)
-                    self._queue.extend((record, batch) for record in records)
-                if self._queue:
-                    self._fed.set()
+                    for record in records:
+                        assert record.value is not None
+                        # The only decode: once per record and group, whatever its lanes.
+                        event_id: str = orjson.loads(record.value)["event_id"]
+                        for lane in lanes:
+                            lane.queue.append((event_id, record.key, batch))
+                for lane in lanes:
+                    if lane.queue:
+                        lane.fed.set()
                 await self.commit()
         finally:
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
-    async def _worker(self) -> None:
-        assert self._work is not None
+    async def _worker(self, lane: _Lane) -> None:
+        queue, fed, work = lane.queue, lane.fed, lane.work
         while True:
-            if not self._queue:
-                self._fed.clear()
-                await self._fed.wait()
+            if not queue:
+                fed.clear()
+                await fed.wait()
                 continue
-            record, batch = self._queue.popleft()
-            batch.acks.append(await self._work(record))
+            event_id, key, batch = queue.popleft()
+            batch.acks.append(await work(event_id, key))
             batch.left -= 1
             if not batch.left:
                 settling = asyncio.ensure_future(self._settle(batch))
@@ -142,7 +166,7 @@ class _Group:
         await asyncio.gather(*batch.acks)
         # Batches of one partition may finish out of order; the floor commits the furthest.
         self._done[batch.tp] = max(batch.end, self._done.get(batch.tp, 0))
-        self._in_flight -= len(batch.acks)
+        self._in_flight -= batch.events
         self._room.set()
 
     async def commit(self) -> None:
@@ -153,9 +177,9 @@ class _Group:
 
 
 class _Work:
-    """A platform's work for one record: its PUT, then its result handed to the producer. Returns the
-    result's acknowledgement, which the record's batch waits for before it counts as done (at
-    least once: an offset is committed only once its result is acknowledged)."""
+    """A platform's work for one delivery: its PUT, then its result handed to the producer. Returns
+    the result's acknowledgement, which the record's batch waits for before it counts as done (at
+    least once: an offset is committed only once its results are acknowledged)."""
 
     def __init__(
         self,
@@ -171,9 +195,7 @@ class _Work:
         self._producer = producer
         self._topic = topic
 
-    async def __call__(self, record: ConsumerRecord) -> asyncio.Future[object]:
-        assert record.value is not None
-        event_id = orjson.loads(record.value)["event_id"]
+    async def __call__(self, event_id: str, key: bytes | None) -> asyncio.Future[object]:
         method, url, headers, body = self._requests[event_id]
         async with self._session.request(method, url, headers=headers, data=body) as response:
             await response.read()
@@ -189,22 +211,32 @@ class _Work:
                 "error": None,
             }
         )
-        ack: asyncio.Future[object] = await self._producer.send(self._topic, value, key=record.key)
+        ack: asyncio.Future[object] = await self._producer.send(self._topic, value, key=key)
         return ack
 
 
-async def floor(events: int, seed: int, ready: Path) -> None:
+async def floor(events: int, seed: int, ready: Path, design: str = "five") -> None:
     settings = load_settings()
     kafka = settings.kafka
     requests = await _requests(settings, events, seed)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
     producer = AIOKafkaProducer(**producer_options(kafka))
     inflight = settings.max_inflight_events
-    groups = [_Group(kafka, kafka.group_id, inflight, None, 0)]
-    for platform in settings.platforms.enabled():
-        concurrency = settings.platforms.get(platform).max_concurrency
-        work = _Work(platform, requests[platform], session, producer, kafka.success_topic)
-        groups.append(_Group(kafka, f"{kafka.group_id}.{platform.value}", inflight, work, concurrency))
+    lanes = {
+        platform: _Lane(
+            _Work(platform, requests[platform], session, producer, kafka.success_topic),
+            settings.platforms.get(platform).max_concurrency,
+        )
+        for platform in settings.platforms.enabled()
+    }
+    if design == "one":
+        groups = [_Group(kafka, kafka.group_id, inflight, list(lanes.values()))]
+    else:
+        groups = [_Group(kafka, kafka.group_id, inflight, [])]
+        groups += [
+            _Group(kafka, f"{kafka.group_id}.{platform.value}", inflight, [lane])
+            for platform, lane in lanes.items()
+        ]
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await producer.start()
@@ -230,9 +262,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--ready", type=Path, required=True)
+    parser.add_argument(
+        "--groups",
+        choices=GROUPS,
+        default="five",
+        help="five consumer groups (the connector's design) or one",
+    )
     args = parser.parse_args()
     # The same event loop as `order-sync run` with the same settings: only the work differs.
-    eventloop.run(floor(args.events, args.seed, args.ready), load_settings().event_loop)
+    eventloop.run(floor(args.events, args.seed, args.ready, args.groups), load_settings().event_loop)
 
 
 if __name__ == "__main__":

@@ -220,17 +220,24 @@ async def produce_paced(
 
 
 async def wait_for_commits(
-    bootstrap: str, topics: Topics, ends: dict[int, int], timeout_s: float, watch: Child, poll_s: float = 0.25
+    bootstrap: str,
+    topics: Topics,
+    ends: dict[int, int],
+    timeout_s: float,
+    watch: Child,
+    poll_s: float = 0.25,
+    one_group: bool = False,
 ) -> tuple[int, float]:
-    """Poll the committed input offsets of every pipeline's group (the intake's and each platform's)
-    until they all reach `ends` (every event done on every platform).
+    """Poll the committed input offsets of every pipeline's group (the intake's and each platform's;
+    with `one_group`, the single group of `bench.floor --groups one`) until they all reach `ends`
+    (every event done on every platform).
 
     A platform's pipeline commits an offset only once its result for every event below it is
     acknowledged, so this is "all results published". (Tansu's ListOffsets answers lag behind the
     last batch, so end offsets of the result topics cannot be used to count results.) Returns (events
     committed by the slowest pipeline, time.time()).
     """
-    groups = [topics.group, *(f"{topics.group}.{platform.value}" for platform in Platform)]
+    groups = [topics.group, *(() if one_group else (f"{topics.group}.{p.value}" for p in Platform))]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     partitions = [TopicPartition(topics.input, p) for p in range(PARTITIONS)]

@@ -67,6 +67,9 @@ FLOOR = "kafka floor"
 #: bench.floor, the Kafka work the guarantees require (five groups, a result per
 #: delivery) and the PUTs, with no store, no decode, no ordering: what no implementation can go below.
 PIPELINE_FLOOR = "pipeline-floor"
+#: Not in the default run: bench.floor --groups one, the same floor with one consumer group for all
+#: platforms (each event fetched and its `event_id` read once, its four PUTs and results, one commit).
+PIPELINE_FLOOR_ONE = "pipeline-floor-one"
 SCENARIOS = ("throughput", "paced", "backlog")
 
 
@@ -138,9 +141,10 @@ class Bench:
             }
         )
         argv = [ORDER_SYNC, "run"]
-        if system == PIPELINE_FLOOR:
+        if system in (PIPELINE_FLOOR, PIPELINE_FLOOR_ONE):
             argv = [str(BIN / "python"), "-m", "bench.floor", "--events", str(events), "--seed", str(seed)]
             argv += ["--ready", str(self.workdir / f"{label}.ready")]
+            argv += ["--groups", "one" if system == PIPELINE_FLOOR_ONE else "five"]
         return Child(argv, env, self.workdir / f"{label}-{replica}.log"), http_port
 
     def _budget(self, sims: Simulators) -> CpuBudget:
@@ -194,7 +198,12 @@ class Bench:
         expected = len(events) * PLATFORM_COUNT
         try:
             await wait_for_commits(
-                self.broker.bootstrap_servers, topics, produced.ends, self.args.run_timeout, child
+                self.broker.bootstrap_servers,
+                topics,
+                produced.ends,
+                self.args.run_timeout,
+                child,
+                one_group=system == PIPELINE_FLOOR_ONE,
             )
         finally:
             await asyncio.to_thread(stop_py_spy, spy)
@@ -467,6 +476,7 @@ class Bench:
                             (REPLICAS, "two replicas"),
                             (SPLIT, "its pipelines split over two processes"),
                             (PIPELINE_FLOOR, "floor (bench.floor: Kafka and PUTs only)"),
+                            (PIPELINE_FLOOR_ONE, "floor with one consumer group (bench.floor --groups one)"),
                         ):
                             if variant in args.systems:
                                 self.say(f"{scenario}: order-sync {what}")
@@ -620,7 +630,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="ms, e.g. 0,20",
     )
     parser.add_argument(
-        "--systems", type=lambda s: s.split(","), default=list(SYSTEMS), help=f"subset of {','.join(SYSTEMS)}"
+        "--systems",
+        type=lambda s: s.split(","),
+        default=list(SYSTEMS),
+        help=f"subset of {','.join(SYSTEMS)}, or {ASYNCIO}, {REPLICAS}, {SPLIT}, {PIPELINE_FLOOR_ONE}",
     )
     parser.add_argument(
         "--scenarios",
