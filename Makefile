@@ -29,12 +29,16 @@ lint: $(VENV)/.test
 
 # The suite mostly waits (brokers, sessions, outages): four workers, each with its own broker, one
 # test module per worker at a time (a module's tests share its fixtures). Tests that measure paces
-# and deadlines in wall-clock time (`timing`) then run one at a time: beside others they miss.
+# and deadlines in wall-clock time (`timing`) then run three at a time, test by test, on their own:
+# they mostly sleep, so they share the two cores, and they assert what a loaded machine cannot
+# bend (delays against bounds far from them, orders of events); beside the CPU-heavy tests of the
+# first phase they would miss.
 PYTEST_PARALLEL := -n 4 --dist loadfile
+PYTEST_TIMING := -n 3 --dist worksteal
 
 test: lint
 	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "not timing" --durations=10
-	$(BIN)/pytest -q -m timing --durations=10
+	$(BIN)/pytest -q $(PYTEST_TIMING) -m timing --durations=10
 
 # The inner loop: lint and every test that starts no subprocess.
 check: lint

@@ -17,8 +17,9 @@ from tests.support.servers import RecordingServer
 SUBPROCESS_FIXTURES = frozenset({"connectors"})
 
 
-#: Tests that measure paces, windows and deadlines in wall-clock time: `timing`, run one at a time
-#: (`make test` runs the others four at a time; beside them, these miss their marks).
+#: Tests that measure paces, windows and deadlines in wall-clock time: `timing`, run three at a time
+#: after the others (`make test` runs the others four modules at a time; beside those CPU-heavy
+#: tests, these miss their marks; beside each other they mostly sleep).
 TIMING_PATHS = ("tests/resilience/", "tests/test_bench_smoke.py")
 
 

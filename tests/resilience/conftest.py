@@ -91,6 +91,38 @@ def max_in_window(times: Sequence[float], window_s: float) -> int:
     )
 
 
+class LoopLateness:
+    """The most this process's event loop ran late while watched (`async with`).
+
+    The simulators share this loop and stamp a request's arrival when its handler runs: on a busy
+    machine a request can be stamped up to this much after it arrived, so requests sent apart may
+    be stamped together. A window over arrival times widens by this much: a bound measured in the
+    run, not guessed for every machine.
+    """
+
+    TICK_S = 0.005
+
+    def __init__(self) -> None:
+        self.worst_s = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopLateness:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.TICK_S)
+            self.worst_s = max(self.worst_s, loop.time() - before - self.TICK_S)
+
+
 class EventProducer:
     """A producer kept open across several batches (e.g. events arriving in waves)."""
 

@@ -91,13 +91,39 @@ def rss_mib(connector: ConnectorProcess) -> float:
 
 
 async def produce_paced(
-    producer: EventProducer, events: list[dict[str, Any]], per_s: float, stop: asyncio.Event | None = None
+    producer: EventProducer, events: list[dict[str, Any]], per_s: float, sent: dict[str, float]
 ) -> None:
+    """`events` ten at a time at `per_s`; `sent` gets each event's id and when it was acknowledged."""
     started = time.monotonic()
     for i in range(0, len(events), 10):
         await producer.send_events(events[i : i + 10])
+        now = time.monotonic()
+        sent.update((e["event_id"], now) for e in events[i : i + 10])
         due = started + (i + 10) / per_s
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        await asyncio.sleep(max(0.0, due - now))
+
+
+def delivery_ref(event: dict[str, Any], platform: Platform) -> tuple[str, int]:
+    """(the order's id as the platform's simulator notes it, the version): a request's delivery."""
+    target = event["targets"][platform.value]
+    return str(target["order_id"]), event["order"]["version"]
+
+
+def applied_at(simulator: PlatformSimulator, platform: Platform) -> dict[tuple[str, int], float]:
+    """When each (order id, version) was first applied by the account."""
+    applied: dict[tuple[str, int], float] = {}
+    for entry in simulator.log:
+        if entry.method == "PUT" and entry.status == 200 and entry.order_id is not None:
+            applied.setdefault((entry.order_id, version_sent(platform, entry.body)), entry.at)
+    return applied
+
+
+#: How long a delivery to a connection that is not down may wait after its event was produced (its
+#: own throttle holds 2 s): far less than the outage, which a connection held back by the down one
+#: would wait out.
+NOT_HELD_S = 6.0
+#: The pipelines' MAX_INFLIGHT_EVENTS in the test of a connection down.
+WINDOW = 250
 
 
 async def test_a_connection_down_or_throttled_holds_back_only_itself(
@@ -109,22 +135,29 @@ async def test_a_connection_down_or_throttled_holds_back_only_itself(
     # Sellercloud's throttle shape on one account: after every 15 requests, 429 with its reset time 2 s on.
     slow.limit = ThrottleAfterEvery(15, 2.0)
     bootstrap = broker.bootstrap_servers
-    env = connector_env(suite, topics, bootstrap, tmp_path / "store.db", "conns", **SETTINGS)
+    # A pipeline window smaller than the default (1000) and a burst beyond it: less work than the
+    # default's would take (parking it costs CPU), the same overflow.
+    env = connector_env(
+        suite, topics, bootstrap, tmp_path / "store.db", "conns", **SETTINGS, MAX_INFLIGHT_EVENTS=str(WINDOW)
+    )
     connector = connectors(env)
     await connector.wait_ready()
 
-    baseline_s, outage_s, per_s = 15.0, 60.0, 24.0
+    # The input's pace: a third of it for the throttled connection, within what its throttle lets by.
+    baseline_s, outage_s, per_s = 6.0, 20.0, 12.0
+    assert outage_s > 3 * NOT_HELD_S, "a connection held until the recovery would pass: proves nothing"
     orders = 60
     # Versions arrive throughout: each order gets a new version every `orders / per_s` seconds.
-    total = int((baseline_s + outage_s + 5) * per_s)
+    total = int((baseline_s + outage_s + 3) * per_s)
     events = [an_event(i % orders, i // orders + 1) for i in range(total)]
     # Deliveries that pile up behind the outage: a burst for the down connection alone, more than
     # the platform pipeline's MAX_INFLIGHT_EVENTS, so that holding them in memory would stall it.
-    burst = [an_event(3 * k + 1, 1, prefix="burst") for k in range(2_000)]
+    burst = [an_event(3 * k + 1, 1, prefix="burst") for k in range(2 * WINDOW)]
     assert {e["targets"]["sellercloud"]["connection"] for e in burst} == {"down"}
     expected = len(events) + len(burst)
 
     started = time.monotonic()
+    sent: dict[str, float] = {}
     rss: list[tuple[float, float]] = []
 
     async def outage() -> None:
@@ -137,14 +170,14 @@ async def test_a_connection_down_or_throttled_holds_back_only_itself(
         await connector.wait_until(lambda: held(connector), 30, "the burst parked for the down connection")
         while time.monotonic() < started + baseline_s + outage_s - 1:
             rss.append((await held(connector), rss_mib(connector)))
-            await asyncio.sleep(2.5)
+            await asyncio.sleep(1.5)
 
     async def held(connector: ConnectorProcess) -> float:
         parked = await connector.metric("order_sync_held_deliveries", {"connection": "down"})
         return parked if parked >= len(burst) else 0
 
     async with EventProducer(bootstrap, topics.input) as producer:
-        await asyncio.gather(produce_paced(producer, events, per_s), outage())
+        await asyncio.gather(produce_paced(producer, events, per_s, sent), outage())
 
     async with TopicReader(bootstrap, topics.success, topics.failure) as reader:
         await reader.wait_for(
@@ -158,17 +191,27 @@ async def test_a_connection_down_or_throttled_holds_back_only_itself(
 
     # Every delivery applied, none failed (fail_on above), each once.
     assert outcomes == {"applied": 2 * expected}
-    # The others kept their pace through the outage.
-    base_window = (started + 3, started + baseline_s)
-    outage_window = (started + baseline_s + 3, started + baseline_s + outage_s - 3)
-    paces = {}
+    outage_start = started + baseline_s
+    recovered_at = outage_start + outage_s
+    # The others were not held back: each of their deliveries was applied within NOT_HELD_S of its
+    # event, also through the outage (the contract; their pace is the paced input's, so a connection
+    # slowed below it falls behind and fails this too). A bound on the delay rather than a rate
+    # compared between two windows: a loaded machine delays requests, it does not hold them.
+    base_window = (started + 3, outage_start)
+    outage_window = (outage_start + 3, recovered_at - 3)
+    paces, delays = {}, {}
     for platform, name in [(SC, "default"), (SC, "slow"), (EP, "default"), (EP, "west")]:
         account = suite.account(platform, name)
+        applied = applied_at(account, platform)
+        mine = [e for e in events if e["targets"][platform.value]["connection"] == name]
+        during = [e for e in mine if outage_start <= sent[e["event_id"]] < recovered_at]
+        assert during, f"no event for {platform.value}/{name} during the outage"
+        delay = {e["event_id"]: applied[delivery_ref(e, platform)] - sent[e["event_id"]] for e in during}
+        delays[f"{platform.value}/{name}"] = max(delay.values())
         before = applied_between(account, *base_window) / (base_window[1] - base_window[0])
-        during = applied_between(account, *outage_window) / (outage_window[1] - outage_window[0])
-        paces[f"{platform.value}/{name}"] = (before, during)
+        pace = applied_between(account, *outage_window) / (outage_window[1] - outage_window[0])
+        paces[f"{platform.value}/{name}"] = (before, pace)
     # The down connection's deliveries all came after it recovered, in order per order.
-    recovered_at = started + baseline_s + outage_s
     assert applied_between(down, outage_window[0], recovered_at - 1) == 0
     for order, versions in applied_versions(down, SC).items():
         assert versions == sorted(versions), f"{order} applied out of order: {versions}"
@@ -177,15 +220,18 @@ async def test_a_connection_down_or_throttled_holds_back_only_itself(
             assert versions == sorted(set(versions)), f"sellercloud/{name} {order}: {versions}"
     growth = max(m for _, m in rss) - min(m for _, m in rss)
     print(
-        "\npace before / during the outage (applied per second): "
+        f"\nduring a {outage_s:.0f} s outage of sellercloud/down, longest wait of the others' deliveries: "
+        + ", ".join(f"{k} {d:.2f} s" for k, d in delays.items())
+        + " (pace before / during, applied per second: "
         + ", ".join(f"{k} {b:.1f} / {d:.1f}" for k, (b, d) in paces.items())
-        + f"; down connection: {len(applied_versions(down, SC))} orders applied after recovery"
+        + f"); down connection: {len(applied_versions(down, SC))} orders applied after recovery"
         f" ({len(burst)} of them a burst parked during the outage);"
         f" held backlog {rss[0][0]:.0f} -> {rss[-1][0]:.0f} while RSS stayed within"
         f" {min(m for _, m in rss):.0f}-{max(m for _, m in rss):.0f} MiB ({len(rss)} samples)"
     )
-    for name, (before, during) in paces.items():
-        assert during >= 0.9 * before, f"{name} slowed from {before:.1f}/s to {during:.1f}/s"
+    for name, delay_s in delays.items():
+        assert delay_s <= NOT_HELD_S, f"{name}: a delivery waited {delay_s:.1f} s through the outage"
+    assert len(rss) >= 3, f"{len(rss)} RSS samples: the test proves nothing"
     assert rss[-1][0] > rss[0][0], "the held backlog did not grow while RSS was sampled"
     assert growth < 10, f"RSS grew by {growth:.1f} MiB through the outage"
 
@@ -306,7 +352,7 @@ async def test_hard_kills_during_the_outage_and_the_drain_lose_nothing(
         IDEMPOTENCY__CLAIM_LEASE_S="5",
     )
     window = 2 * concurrency
-    orders = 300
+    orders = 150
     events = [
         make_event(
             f"kill-{n}",

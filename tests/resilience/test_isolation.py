@@ -59,10 +59,10 @@ async def test_an_outage_holds_back_only_its_platform_and_never_the_dlq(
     connectors: StartConnector,
     tmp_path: Path,
 ) -> None:
-    """Sellercloud 503 for 40 s, MAX_INFLIGHT_EVENTS=100, 600 events and 50 malformed messages
+    """Sellercloud 503 for 20 s, MAX_INFLIGHT_EVENTS=100, 300 events and 50 malformed messages
     over 10 s: the other three platforms apply all theirs and the DLQ gets its 50 copies while it is
     still down; then Sellercloud applies all of its own; no failure; every group's lag 0."""
-    outage_s, events, malformed, seconds = 40.0, 600, 50, 10
+    outage_s, events, malformed, seconds = 20.0, 300, 50, 10
     bootstrap = broker.bootstrap_servers
     connector = connectors(
         connector_env(
@@ -154,8 +154,8 @@ async def test_a_slow_platform_does_not_set_the_pace_of_the_others(
     connectors: StartConnector,
     tmp_path: Path,
 ) -> None:
-    """Elastic Path at 1 s per request with MAX_CONCURRENCY 4, the others at 20 ms, 600 events."""
-    events = 600
+    """Elastic Path at 1 s per request with MAX_CONCURRENCY 4, the others at 20 ms, 300 events."""
+    events = 300
     bootstrap = broker.bootstrap_servers
     connector = connectors(
         connector_env(
