@@ -14,8 +14,9 @@ from connector.delivery.runner import DeliveryRunner
 from connector.models import Platform
 from connector.observability.metrics import Metrics
 
-#: Idle gates are let go once there are this many more than the connections configured (events may
-#: name connections that no configuration has, each of which gets a gate while it has deliveries).
+#: Idle gates (no delivery in memory or in the store) are let go once the map grows this much beyond
+#: twice what the last sweep kept: events may name connections that no configuration has, each of
+#: which has a gate while it has deliveries.
 IDLE_SLACK = 256
 
 
@@ -80,4 +81,6 @@ class Gates:
     def _sweep(self) -> None:
         for name in [name for name, gate in self._gates.items() if gate.idle]:
             del self._gates[name]
-        self._sweep_at = len(self._gates) + IDLE_SLACK
+        # Twice what stayed: a platform with many connections in use does not sweep them again and
+        # again (each sweep reads every gate), and one with few keeps a small map.
+        self._sweep_at = 2 * len(self._gates) + IDLE_SLACK
