@@ -4,8 +4,8 @@ The dispatcher turns an already-built request into a `DeliveryReport`. It never 
 because the platform is down or throttles all requests: while the circuit is open, or while the
 adapter's `classify` reported a platform-wide throttle, deliveries wait or park, as their
 connection's gate says (`Turn`; their time waiting is charged neither to their retry budget nor,
-for a throttle, to their attempts). What an answer
-means is the adapter's to say (`Attempt`); the dispatcher only acts on it.
+for a throttle, to their attempts). What an answer means is the adapter's to say (`Attempt`); the
+dispatcher only acts on it.
 """
 
 from __future__ import annotations

@@ -260,6 +260,13 @@ class GateState:
     backlog: int
 
 
+def _out_for_a_while(dispatcher: PlatformDispatcher) -> bool:
+    """The dispatcher's own hold on the connection is long: its circuit is not closed, or a
+    platform-wide throttle lasts longer than `HOLD_IN_MEMORY_S`."""
+    closed = dispatcher.circuit.state is CircuitState.CLOSED
+    return not closed or dispatcher.throttled_for_s > HOLD_IN_MEMORY_S
+
+
 class TargetGate:
     """One connection's gate (the module docstring): its decision, its backlog, its drain."""
 
@@ -288,18 +295,16 @@ class TargetGate:
     def held(self, dispatcher: PlatformDispatcher) -> bool:
         """The connection takes no request now and will not for a while: paused, its circuit not
         closed, or a platform-wide throttle longer than `HOLD_IN_MEMORY_S`."""
-        return (
-            self.paused is not None
-            or dispatcher.circuit.state is not CircuitState.CLOSED
-            or dispatcher.throttled_for_s > HOLD_IN_MEMORY_S
-        )
+        return self.paused is not None or _out_for_a_while(dispatcher)
 
     def decide(self, turn: _Turn, dispatcher: PlatformDispatcher) -> Go:
         """Before a request: send now, wait in memory, or park."""
-        if turn.can_park and (turn.behind() or self.held(dispatcher)):
+        # Asked before every request: the pause is looked up once.
+        paused = self.paused is not None
+        if turn.can_park and (turn.behind() or paused or _out_for_a_while(dispatcher)):
             turn.parking()
             return Go.PARK
-        if self.paused is not None or not dispatcher.ready():
+        if paused or not dispatcher.ready():
             return Go.WAIT
         return Go.SEND
 

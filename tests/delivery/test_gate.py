@@ -7,7 +7,6 @@ import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any
 
 import orjson
 
@@ -20,17 +19,16 @@ from connector.delivery.gate import Go, Versions
 from connector.delivery.gates import Gates
 from connector.delivery.parked import ParkedStore
 from connector.delivery.runner import Delivery, DeliveryRunner
-from connector.models import DEFAULT_CONNECTION, ErrorCategory, OrderChangedEvent, Platform, Source
+from connector.models import DEFAULT_CONNECTION, OrderChangedEvent, Platform, Source
 from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor
-from connector.platforms.base import Attempt, Verdict, WaitScope
-from connector.platforms.http import PlatformRequest
 from connector.platforms.transport import Transport
 from connector.stores import ParkedDelivery
 from connector.stores.guard import StoreGuard
 from connector.stores.memory import MemoryStore
+from tests.pipeline.test_hold_model import FakeAdapter, Results, event_of
+from tests.pipeline.test_hold_model import Platform_ as Account
 from tests.policies.virtual_time import now, run_virtual
-from tests.support.events import make_event
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -65,72 +63,28 @@ async def test_connections_no_configuration_has_share_one_unknown_gauge_that_sum
 VM = Platform.VENTMERE
 
 
-class Account:
-    """The platform as the adapter sees it: what it was sent (when), and what it answers."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[float, str, int]] = []
-        self.down = False
-        self.throttle_next: float | None = None
-
-
-class Adapter:
-    platform = VM
-
-    def __init__(self, account: Account) -> None:
-        self._account = account
-
-    def build_request(self, event: OrderChangedEvent) -> PlatformRequest:
-        order = event.order
-        return PlatformRequest("PUT", f"http://vm.invalid/{order.order_number}/{order.version}", (), b"{}")
-
-    async def attempt(self, request: PlatformRequest) -> Attempt:
-        await asyncio.sleep(0.01)
-        *_, order, version = request.url.rsplit("/", 2)
-        self._account.sent.append((asyncio.get_running_loop().time(), order, int(version)))
-        if self._account.down:
-            return Attempt(Verdict.RETRY, 503, ErrorCategory.SERVER_ERROR, "down")
-        if self._account.throttle_next is not None:
-            retry_after, self._account.throttle_next = self._account.throttle_next, None
-            return Attempt(
-                Verdict.RETRY,
-                429,
-                ErrorCategory.RATE_LIMITED,
-                "throttled",
-                retry_after,
-                wait_scope=WaitScope.PLATFORM,
-            )
-        return Attempt(Verdict.APPLIED, 200)
-
-
-class Results:
-    def __init__(self) -> None:
-        self.outcomes: dict[str, str] = {}
-
-    async def publish_result(self, result: Any, encoded: bytes, source: Any, trace: Any = None) -> None:
-        self.outcomes[result.event_id] = orjson.loads(encoded)["outcome"]
-
-
 class Rig:
     """One Ventmere connection with a real dispatcher, runner and memory store, and its gate."""
 
     def __init__(self, capacity: int = 100) -> None:
         loop = asyncio.get_running_loop()
         self.metrics = Metrics()
-        self.account = Account()
+        self.account = Account()  # every connection's account: this rig has the default one
         self.pauses = Pauses(self.metrics, clock=lambda: EPOCH + timedelta(seconds=loop.time()))
         settings = PlatformSettings(
             base_url="http://vm.invalid", circuit_reset_s=5.0, circuit_failure_threshold=2, max_attempts=3
         )
-        self.dispatcher = PlatformDispatcher(Adapter(self.account), settings, self.metrics)  # type: ignore[arg-type]
+        adapter = FakeAdapter(DEFAULT_CONNECTION, self.account)
+        self.dispatcher = PlatformDispatcher(adapter, settings, self.metrics)  # type: ignore[arg-type]
         self.dispatcher._hold._clock = loop.time
         self.dispatcher.circuit._clock = loop.time
         self.store = MemoryStore()
         self.results = Results()
         registry = ConnectionRegistry.of({VM: self.dispatcher})
+        guard = StoreGuard(self.store, self.metrics)
         self.runner = DeliveryRunner(
             registry,
-            StoreGuard(self.store, self.metrics),
+            guard,
             self.results,  # type: ignore[arg-type]
             self.metrics,
             "me",
@@ -139,7 +93,7 @@ class Rig:
         self.gates = Gates(
             VM,
             self.runner,
-            ParkedStore(StoreGuard(self.store, self.metrics)),
+            ParkedStore(guard),
             self.pauses,
             self.metrics,
             capacity,
@@ -147,11 +101,11 @@ class Rig:
         self.gate = self.gates.gate(DEFAULT_CONNECTION)
 
     def delivery(self, order: str, version: int, offset: int) -> Delivery:
-        event = OrderChangedEvent.model_validate(event_of(order, version))
+        event = OrderChangedEvent.model_validate(event_of(order, version, DEFAULT_CONNECTION))
         return self.runner.prepare(event, VM, Source("orders", 0, offset), None)
 
     def parked(self, order: str, version: int, offset: int) -> ParkedDelivery:
-        value = orjson.dumps(event_of(order, version))
+        value = orjson.dumps(event_of(order, version, DEFAULT_CONNECTION))
         return ParkedDelivery(f"{order}-v{version}", VM, DEFAULT_CONNECTION, "orders", 0, offset, value, None)
 
     async def send_from_memory(self, order: str, version: int, offset: int) -> bool:
@@ -171,16 +125,7 @@ class Rig:
         self.pauses.apply(Target(platform=VM), record)
 
     def sent_versions(self) -> list[tuple[str, int]]:
-        return [(order, version) for _, order, version in self.account.sent]
-
-
-def event_of(order: str, version: int) -> dict[str, Any]:
-    return make_event(
-        order,
-        version,
-        {"ventmere": {"order_id": order, "account_id": "acct"}},
-        event_id=f"{order}-v{version}",
-    )
+        return [(sent.order, sent.version) for sent in self.account.sent]
 
 
 def test_a_delivery_sends_at_once_while_nothing_holds_its_connection() -> None:
@@ -188,7 +133,7 @@ def test_a_delivery_sends_at_once_while_nothing_holds_its_connection() -> None:
         rig = Rig()
         assert await rig.send_from_memory("o1", 1, 0)
         assert rig.sent_versions() == [("o1", 1)]
-        assert rig.results.outcomes == {"o1-v1": "applied"}
+        assert rig.results.published == {"o1-v1": "applied"}
 
     run_virtual(main())
 
@@ -199,7 +144,7 @@ def test_a_short_throttle_is_waited_out_in_memory_and_a_long_one_parks() -> None
         rig.dispatcher._hold.hold_for(0.5)
         started = now()
         assert await rig.send_from_memory("o1", 1, 0)
-        assert rig.account.sent[0][0] >= started + 0.5  # nothing went inside the throttle
+        assert rig.account.sent[0].at >= started + 0.5  # nothing went inside the throttle
         rig.dispatcher._hold.hold_for(30)
         assert rig.gate.consumed(0, 1) is Go.PARK  # consumed now: straight to the store
         assert rig.gate.backlog == 1
@@ -224,7 +169,7 @@ def test_a_delivery_in_memory_parks_before_its_request_when_its_connection_becom
         assert not await rig.runner.run(dataclasses.replace(delivery, turn=turn))
         rig.gate.left(0)
         assert rig.account.sent == []
-        assert rig.results.outcomes == {}  # nothing published: the caller parks it
+        assert rig.results.published == {}  # nothing published: the caller parks it
 
     run_virtual(main())
 
@@ -290,7 +235,7 @@ def test_the_drain_sends_the_backlog_oldest_first_once_its_connection_is_resumed
         assert rig.account.sent == []  # paused: the drain's probe waits for the pause
         await wait_until(lambda: rig.gate.backlog == 0, 30)
         assert rig.sent_versions() == [("o1", 1), ("o1", 2), ("o1", 3)]
-        assert rig.account.sent[0][0] >= 10
+        assert rig.account.sent[0].at >= 10
         assert rig.gates.held_backlog() == {}
         await rig.gates.close()
 
@@ -301,7 +246,7 @@ def test_while_held_the_drain_sends_only_its_oldest_delivery_as_the_circuit_prob
     async def main() -> None:
         rig = Rig()
         await rig.gates.assigned([0])
-        rig.account.down = True
+        rig.account.down.add(DEFAULT_CONNECTION)
         rig.dispatcher.circuit.record_failure()
         rig.dispatcher.circuit.record_failure()
         for offset in range(4):
@@ -309,11 +254,11 @@ def test_while_held_the_drain_sends_only_its_oldest_delivery_as_the_circuit_prob
             await rig.gate.park(rig.parked(f"o{offset}", 1, offset))
         await asyncio.sleep(30)
         # Only the oldest was tried (a probe after each reset), the others stayed in the store.
-        assert {order for _, order, _ in rig.account.sent} == {"o0"}
-        rig.account.down = False
+        assert {sent.order for sent in rig.account.sent} == {"o0"}
+        rig.account.down.discard(DEFAULT_CONNECTION)
         await wait_until(lambda: rig.gate.backlog == 0, 60)
-        assert [order for _, order, _ in rig.account.sent if order != "o0"] == ["o1", "o2", "o3"]
-        assert set(rig.results.outcomes.values()) == {"applied"}
+        assert [sent.order for sent in rig.account.sent if sent.order != "o0"] == ["o1", "o2", "o3"]
+        assert set(rig.results.published.values()) == {"applied"}
         await rig.gates.close()
 
     run_virtual(main())
