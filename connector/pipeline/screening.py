@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from aiokafka.structs import ConsumerRecord
 
 from connector.codec import decode_accepted, decode_event, fingerprint
-from connector.delivery.lanes import LaneTicket, OrderingLanes
+from connector.delivery.lanes import LaneTicket, OrderingLanes, await_shielded
 from connector.errors import InvalidEventError
 from connector.models import OrderChangedEvent
 
@@ -68,10 +68,8 @@ class Screened:
 async def first_seen_content(verdict: asyncio.Future[bool]) -> bool:
     """A message's conflict check answered: True unless its event_id was first seen with other
     content. For callers that keep only the check, not the decoded message."""
-    if verdict.done():
-        return verdict.result()
-    # shield: one pipeline that stops waiting must not cancel the check the others wait for.
-    return await asyncio.shield(verdict)
+    # Shielded: one pipeline that stops waiting must not cancel the check the others wait for.
+    return await await_shielded(verdict)
 
 
 class _Judgments:

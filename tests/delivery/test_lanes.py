@@ -3,7 +3,9 @@ from __future__ import annotations
 import asyncio
 import random
 
-from connector.delivery.lanes import OrderingLanes
+import pytest
+
+from connector.delivery.lanes import OrderingLanes, await_shielded
 
 
 async def test_same_key_runs_in_ticket_order_while_other_keys_overlap() -> None:
@@ -61,4 +63,38 @@ async def test_a_ticket_finished_before_its_turn_does_not_let_later_ones_overtak
     first.finish()
     await asyncio.wait_for(waiting, 1)
     last.finish()
+    assert len(lanes) == 0
+
+
+async def test_a_cancelled_waiter_leaves_the_future_it_waited_for_alone() -> None:
+    loop = asyncio.get_running_loop()
+    shared: asyncio.Future[int] = loop.create_future()
+    stopped = asyncio.ensure_future(await_shielded(shared))
+    kept = asyncio.ensure_future(await_shielded(shared))
+    await asyncio.sleep(0)
+    stopped.cancel()
+    await asyncio.sleep(0)
+    assert stopped.cancelled() and not shared.cancelled()
+    shared.set_result(7)
+    assert await asyncio.wait_for(kept, 1) == 7
+
+
+async def test_a_waiter_gets_the_exception_of_the_future_it_waited_for() -> None:
+    shared: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    waiting = asyncio.ensure_future(await_shielded(shared))
+    await asyncio.sleep(0)
+    shared.set_exception(KeyError("gone"))
+    with pytest.raises(KeyError):
+        await asyncio.wait_for(waiting, 1)
+
+
+async def test_a_lane_keeps_its_unfinished_tickets_only() -> None:
+    lanes = OrderingLanes()
+    tickets = [lanes.take("k") for _ in range(3)]
+    tickets[0].finish()
+    tickets[1].finish()
+    # The last ticket no longer leads back to the finished ones: a busy order holds no history.
+    assert tickets[2]._previous is tickets[1] and tickets[1]._previous is None
+    await asyncio.wait_for(tickets[2].wait_turn(), 1)
+    tickets[2].finish()
     assert len(lanes) == 0
