@@ -3,12 +3,14 @@
 Every pipeline of a process reads the same input messages, usually close together. The first to
 reach a message decodes it and starts its conflict check (is this `event_id` known with other
 content?); the others find both here. A message is kept only until every pipeline of the process
-that holds its partition and has not passed it yet has read it, and the cache is bounded: when it
-is full, a pipeline running far ahead (the intake through a backlog, say) decodes without keeping,
-and the first of the others to arrive decodes and checks again (the store gives the same answer)
-and keeps it for the rest. What was judged of each message (invalid and why, or valid and the
-conflict check's answer) is remembered much longer, being small: a pipeline that decodes a message
-again skips the hostile-input checks and the store.
+that holds its partition and has not passed it yet has read it, and only for the pipelines less than
+the cache's capacity behind: a pipeline running far ahead (the intake through a backlog, say)
+decodes without keeping, and the first of the others to arrive decodes again (without checking
+again: see below) and keeps it for the rest. When the cache is full, nothing more is kept.
+
+What was judged of each message (invalid and why, or valid and the conflict check's answer) is
+remembered much longer, being small: a pipeline that decodes a message again skips the
+hostile-input checks and the store.
 
 The conflict decision itself is the store's (`check_event`: the first content seen for an
 `event_id` is kept). Checks of one `event_id` reach the store in consumption order, whatever the
@@ -185,7 +187,15 @@ class MessageScreen:
                 del self._kept[key]
             return kept.screened
         screened = self._decode(key, record.value)
-        readers = {other for other, at in positions.items() if other != reader and at <= offset}
+        # Kept for the pipelines about to read it: not for one further behind than the cache holds
+        # (it decodes for itself when it gets here), or the cache would fill with what a pipeline far
+        # ahead decoded and have no room for what the pipelines close together could share.
+        nearest = offset - self._capacity
+        readers = {
+            other
+            for other, at in positions.items()
+            if other != reader and at <= offset and (at > nearest or at < 0)
+        }
         if readers and len(self._kept) < self._capacity:
             self._kept[key] = _Kept(screened, readers)
         return screened

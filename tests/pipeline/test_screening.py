@@ -169,3 +169,25 @@ async def test_a_pipeline_a_backlog_behind_finds_every_answer_without_the_store(
     assert screen.screen(_record(3_000, b"not json"), "vucustom").error is broken.error
     assert len(store.calls) == 3_000, "the pipeline behind asked the store again"
     await screen.close()
+
+
+async def test_a_pipeline_far_ahead_leaves_the_cache_to_those_close_together() -> None:
+    """The intake a backlog ahead keeps nothing for the platform pipelines far behind it, however
+    fast it reads on: the cache has room for what the first of them decodes, kept for the other."""
+    store = _Store()
+    screen = _screen(store, capacity=4, readers=("intake", "vucustom", "ventmere"))
+    raws = [orjson.dumps(make_event(f"ord-{n}", 1, event_id=f"e-{n}")) for n in range(40)]
+    for reader in ("intake", "vucustom", "ventmere"):  # every pipeline's place is known
+        screen.screen(_record(0, raws[0]), reader)
+    ahead = 1
+    for _ in range(10):  # the intake runs ahead by more than the capacity
+        await screen.screen(_record(ahead, raws[ahead]), "intake").first_seen_content()
+        ahead += 1
+    for offset in range(1, 30):
+        first = screen.screen(_record(offset, raws[offset]), "vucustom")
+        assert screen.screen(_record(offset, raws[offset]), "ventmere") is first, "decoded twice"
+        # The intake reads one more message for each the others read: it never falls back.
+        await screen.screen(_record(ahead, raws[ahead]), "intake").first_seen_content()
+        ahead += 1
+    assert store.calls == [f"e-{n}" for n in range(ahead)], "judged once: no second store check"
+    await screen.close()
