@@ -23,7 +23,11 @@ async def await_shielded(future: asyncio.Future[T]) -> T:
 
 def _relay(waiter: asyncio.Future[T], future: asyncio.Future[T]) -> None:
     if waiter.done():
-        return  # its waiter was cancelled
+        # Its waiter was cancelled. As shield does, the outcome counts as seen: a failure nobody
+        # waits for any more is not logged as never retrieved.
+        if not future.cancelled():
+            future.exception()
+        return
     if future.cancelled():
         waiter.cancel()
     elif (exc := future.exception()) is not None:

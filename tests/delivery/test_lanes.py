@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 
 import pytest
@@ -98,3 +99,22 @@ async def test_a_lane_keeps_its_unfinished_tickets_only() -> None:
     await asyncio.wait_for(tickets[2].wait_turn(), 1)
     tickets[2].finish()
     assert len(lanes) == 0
+
+
+async def test_a_failure_nobody_waits_for_any_more_is_not_reported_as_never_retrieved() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        shared: asyncio.Future[int] = loop.create_future()
+        waiting = asyncio.ensure_future(await_shielded(shared))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await asyncio.sleep(0)
+        shared.set_exception(KeyError("gone"))
+        await asyncio.sleep(0)
+        del shared, waiting  # the cancelled waiter's traceback holds its frame, and so the future
+        gc.collect()
+        assert not reported, reported
+    finally:
+        loop.set_exception_handler(None)
