@@ -17,17 +17,19 @@ async def await_shielded(future: asyncio.Future[T]) -> T:
     if future.done():
         return future.result()
     waiter: asyncio.Future[T] = future.get_loop().create_future()
-    future.add_done_callback(functools.partial(_relay, waiter))
-    return await waiter
+    relay = functools.partial(_relay, waiter)
+    future.add_done_callback(relay)
+    try:
+        return await waiter
+    except asyncio.CancelledError:
+        # As shield does: a waiter that gave up leaves nothing behind on the future.
+        future.remove_done_callback(relay)
+        raise
 
 
 def _relay(waiter: asyncio.Future[T], future: asyncio.Future[T]) -> None:
     if waiter.done():
-        # Its waiter was cancelled. As shield does, the outcome counts as seen: a failure nobody
-        # waits for any more is not logged as never retrieved.
-        if not future.cancelled():
-            future.exception()
-        return
+        return  # its waiter was cancelled meanwhile
     if future.cancelled():
         waiter.cancel()
     elif (exc := future.exception()) is not None:
@@ -39,11 +41,14 @@ def _relay(waiter: asyncio.Future[T], future: asyncio.Future[T]) -> None:
 class LaneTicket:
     """A place in a lane, taken synchronously when the event is consumed."""
 
-    __slots__ = ("_finished", "_future", "_key", "_lanes", "_previous")
+    __slots__ = ("_finished", "_future", "_key", "_lanes", "_loop", "_previous")
 
     def __init__(self, lanes: OrderingLanes, key: Hashable, previous: LaneTicket | None) -> None:
         self._lanes = lanes
         self._key = key
+        # Kept for the future made later: `finish` may run where no loop runs (a coroutine closed
+        # after its loop stopped, its `finally` finishing the ticket).
+        self._loop = asyncio.get_running_loop()
         #: The ticket before this one, until this one has passed its place on.
         self._previous = previous
         self._finished = False
@@ -72,7 +77,7 @@ class LaneTicket:
     def _finishing(self) -> asyncio.Future[None]:
         """Done once this ticket has passed its place on."""
         if self._future is None:
-            self._future = asyncio.get_running_loop().create_future()
+            self._future = self._loop.create_future()
             if self._finished:
                 self._future.set_result(None)
         return self._future
