@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from connector.models import Platform
 from connector.stores import ParkedDelivery
-from connector.stores.batching import Coalescer
+from connector.stores.batching import Coalescer, written
 from connector.stores.guard import StoreGuard
 
 
@@ -16,8 +16,8 @@ class ParkedStore:
     def __init__(self, guard: StoreGuard) -> None:
         self._guard = guard
         self._store = guard.store
-        self._parks: Coalescer[ParkedDelivery, None] = Coalescer(self._park)
-        self._unparks: Coalescer[ParkedDelivery, None] = Coalescer(self._unpark)
+        self._parks: Coalescer[ParkedDelivery, None] = Coalescer(written(guard.store.park))
+        self._unparks: Coalescer[ParkedDelivery, None] = Coalescer(written(guard.store.unpark))
 
     async def park(self, item: ParkedDelivery) -> None:
         """Keep `item` in the store until `unpark`; returns once the store holds it."""
@@ -35,11 +35,3 @@ class ParkedStore:
     async def counts(self, platform: Platform, partitions: list[int]) -> dict[tuple[str, int], int]:
         """Parked deliveries per (connection, partition)."""
         return await self._guard.call(self._store.parked_counts, platform, partitions)
-
-    async def _park(self, items: list[ParkedDelivery]) -> list[None]:
-        await self._store.park(items)
-        return [None] * len(items)
-
-    async def _unpark(self, items: list[ParkedDelivery]) -> list[None]:
-        await self._store.unpark(items)
-        return [None] * len(items)

@@ -67,8 +67,8 @@ class DeliveryStage:
             )
             return self._park(screened.verdict(), gate, parked)
         # The lane ticket is taken now, in consumption order: deliveries of one order keep input order.
-        ticket = self._lanes.take(event.order.order_number)
         order = event.order
+        ticket = self._lanes.take(order.order_number)
         turn = gate.turn_from_memory(
             self._versions, order.order_number, order.version, record.partition, record.offset
         )

@@ -78,6 +78,16 @@ class Coalescer(Generic[Item, Answer]):
             self._sender = None
 
 
+def written(write: Callable[[list[Item]], Awaitable[None]]) -> Callable[[list[Item]], Awaitable[list[None]]]:
+    """A batch write as a `Coalescer`'s call: the write, then nothing to answer each caller."""
+
+    async def call(items: list[Item]) -> list[None]:
+        await write(items)
+        return [None] * len(items)
+
+    return call
+
+
 def _for_one_caller(exc: Exception) -> Exception:
     # One exception object raised in many tasks would collect all their tracebacks.
     if isinstance(exc, StoreUnavailableError):
@@ -107,12 +117,12 @@ class StoreBatcher:
             lambda keys: store.claim_many(keys, owner, lease_s)
         )
         self._outcomes: Coalescer[tuple[DeliveryKey, Outcome, bytes], None] = Coalescer(
-            functools.partial(self._record, reported=False)
+            written(functools.partial(store.record_outcomes, reported=False))
         )
         self._settled: Coalescer[tuple[DeliveryKey, Outcome, bytes], None] = Coalescer(
-            functools.partial(self._record, reported=True)
+            written(functools.partial(store.record_outcomes, reported=True))
         )
-        self._reports: Coalescer[DeliveryKey, None] = Coalescer(self._mark)
+        self._reports: Coalescer[DeliveryKey, None] = Coalescer(written(store.mark_reported))
 
     async def claim(self, key: DeliveryKey) -> Claim:
         return await self._claims.submit(key)
@@ -124,11 +134,3 @@ class StoreBatcher:
 
     async def mark_reported(self, key: DeliveryKey) -> None:
         await self._reports.submit(key)
-
-    async def _record(self, items: list[tuple[DeliveryKey, Outcome, bytes]], *, reported: bool) -> list[None]:
-        await self.store.record_outcomes(items, reported=reported)
-        return [None] * len(items)
-
-    async def _mark(self, keys: list[DeliveryKey]) -> list[None]:
-        await self.store.mark_reported(keys)
-        return [None] * len(keys)
