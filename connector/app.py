@@ -23,6 +23,7 @@ from connector.delivery.runner import DeliveryRunner
 from connector.errors import StoreUnavailableError
 from connector.kafka.client import StartRetries
 from connector.kafka.publisher import Publisher
+from connector.kafka.tls import load_ssl_context
 from connector.observability.health import HealthServer
 from connector.observability.metrics import Metrics
 from connector.observability.redaction import Redactor, secrets_of
@@ -222,6 +223,8 @@ class Connector:
 
 
 async def serve(settings: Settings) -> int:
+    # Its Kafka clients share one SSL context, its files read here in a thread, not on the loop.
+    await load_ssl_context(settings.kafka)
     connector = Connector(settings, freeze_gc=True)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

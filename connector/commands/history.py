@@ -36,6 +36,7 @@ from connector.config import Settings
 from connector.errors import InvalidEventError, KafkaReadError
 from connector.kafka.client import client_options, stop_consumer, unreachable
 from connector.kafka.partitioners import candidate_partitions, murmur2
+from connector.kafka.tls import load_ssl_context
 from connector.models import DEFAULT_CONNECTION, Outcome, Platform, Source
 from connector.observability.tracecontext import TraceContext
 from connector.stores import DeliveryState, OrderRecords, open_store
@@ -272,6 +273,7 @@ async def read_history(
 async def _read_history(settings: Settings, order_number: str, since: datetime, use_store: bool) -> Story:
     kafka = settings.kafka
     key = order_number.encode("utf-8")
+    await load_ssl_context(kafka)
     consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False)
     try:
         await consumer.start()

@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from connector.config import KafkaSettings
 from connector.errors import ConfigError, KafkaUnavailableError
-from connector.kafka.tls import ssl_context, tls_failure, uses_tls
+from connector.kafka.tls import load_ssl_context, shared_ssl_context, tls_failure, uses_tls
 
 
 async def tls_unreachable(settings: KafkaSettings) -> str | None:
@@ -51,7 +51,10 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
 
 @contextlib.asynccontextmanager
 async def kafka_errors(kafka: KafkaSettings | str) -> AsyncIterator[None]:
-    """Translate aiokafka's errors into `KafkaUnavailableError` (a command's one-line failure)."""
+    """Translate aiokafka's errors into `KafkaUnavailableError` (a command's one-line failure). Its
+    TLS files are read first, off the event loop (`load_ssl_context`)."""
+    if isinstance(kafka, KafkaSettings):
+        await load_ssl_context(kafka)
     try:
         yield
     except KafkaError as exc:
@@ -118,7 +121,7 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
         "security_protocol": settings.security_protocol,
     }
     if uses_tls(settings):
-        options["ssl_context"] = ssl_context(settings)
+        options["ssl_context"] = shared_ssl_context(settings)
     if settings.security_protocol.startswith("SASL"):
         mechanism = settings.sasl_mechanism or "PLAIN"
         options["sasl_mechanism"] = mechanism

@@ -1,5 +1,11 @@
 """TLS towards Kafka: the client's SSL context, and why a TLS connection fails.
 
+The files (CA bundle, client certificate, key) are read once per process, in a thread
+(`load_ssl_context`, at the start of `order-sync run` and of every command), and every client built
+afterwards shares that context: a client rebuilt on the event loop later (the control reader after
+a broker outage, the status publisher) reads no file there. README "Kafka security": the files are
+read at start-up.
+
 aiokafka reports any failed bootstrap as `Unable to bootstrap from [...]`, hiding the ssl error (an
 unknown CA, a certificate the broker refused). `tls_failure` then makes a handshake of its own with
 each bootstrap server in turn and names the first failure; `client.unreachable` puts it in the one
@@ -12,6 +18,9 @@ import asyncio
 import contextlib
 import re
 import ssl
+from pathlib import Path
+
+from pydantic import SecretStr
 
 from connector.config import KafkaSettings
 from connector.errors import ConfigError
@@ -25,8 +34,36 @@ REFUSAL_WAIT_S = 0.5
 _SSL_TEXT = re.compile(r"^\[[^\]]*\]\s*(?P<text>.*?)\s*(\(_ssl\.c:\d+\))?$")
 
 
+#: What an SSL context is made from: the files and the key's password.
+_TlsFiles = tuple[Path | None, Path | None, Path | None, SecretStr | None]
+#: The contexts made in this process, by what they were made from.
+_contexts: dict[_TlsFiles, ssl.SSLContext] = {}
+
+
 def uses_tls(settings: KafkaSettings) -> bool:
     return settings.security_protocol in ("SSL", "SASL_SSL")
+
+
+def _files(settings: KafkaSettings) -> _TlsFiles:
+    return (settings.ssl_cafile, settings.ssl_certfile, settings.ssl_keyfile, settings.ssl_key_password)
+
+
+async def load_ssl_context(settings: KafkaSettings) -> None:
+    """Make the process's SSL context for `settings` in a thread (file reads stay off the event
+    loop), once; a no-op without TLS. Raises `ConfigError` as `ssl_context` does."""
+    if not uses_tls(settings) or _files(settings) in _contexts:
+        return
+    context = await asyncio.to_thread(ssl_context, settings)
+    _contexts.setdefault(_files(settings), context)
+
+
+def shared_ssl_context(settings: KafkaSettings) -> ssl.SSLContext:
+    """The context `load_ssl_context` made for `settings`; made here, on the caller's thread, only
+    where nothing loaded it first (a tool or a test building a client directly)."""
+    context = _contexts.get(_files(settings))
+    if context is None:
+        context = _contexts.setdefault(_files(settings), ssl_context(settings))
+    return context
 
 
 class _KeyIsEncrypted(Exception):
@@ -89,7 +126,8 @@ async def tls_failure(settings: KafkaSettings) -> tuple[str, str] | None:
     no server reachable at all (not a TLS problem), or every handshake succeeds."""
     if not uses_tls(settings):
         return None
-    context = ssl_context(settings)
+    await load_ssl_context(settings)
+    context = shared_ssl_context(settings)
     for host, port in bootstrap_addresses(settings):
         failure = await _handshake(settings, context, host, port)
         if failure is not None:

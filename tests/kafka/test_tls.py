@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import ssl
 import subprocess
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from connector.config import KafkaSettings, load_settings
 from connector.devtools.broker import EmbeddedBroker, free_port
 from connector.devtools.simulators.server import SimulatorSuite
 from connector.errors import ConfigError
+from connector.kafka import tls
 from connector.kafka.client import TokenFile, client_options, consumer_options, producer_options
 from connector.models import Platform
 from tests.resilience.conftest import StartConnector, connector_env
@@ -521,3 +524,36 @@ def test_the_chart_mounts_a_client_certificate_for_the_connector_and_keda() -> N
         "key": ("kafka-client", "tls.key"),
         "keyPassword": ("kafka-client", "pw"),
     }
+
+
+async def test_the_tls_files_are_read_once_in_a_thread_and_every_client_shares_them(
+    pki: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Copies, removed once loaded: a client built afterwards (the control reader after a broker
+    # outage, the status publisher) must not read them again on the event loop.
+    files = {name: tmp_path / pki[name].name for name in ("ca", "client_cert", "client_key")}
+    for name, copy in files.items():
+        shutil.copyfile(pki[name], copy)
+    settings = KafkaSettings(
+        security_protocol="SSL",
+        ssl_cafile=files["ca"],
+        ssl_certfile=files["client_cert"],
+        ssl_keyfile=files["client_key"],
+        ssl_key_password=SecretStr(KEY_PASSWORD),
+    )
+    made_on: list[int] = []
+    make = tls.ssl_context
+
+    def recording(kafka: KafkaSettings) -> ssl.SSLContext:
+        made_on.append(threading.get_ident())
+        return make(kafka)
+
+    monkeypatch.setattr(tls, "ssl_context", recording)
+    await tls.load_ssl_context(settings)
+    await tls.load_ssl_context(settings)
+    assert len(made_on) == 1 and made_on[0] != threading.get_ident()
+    for copy in files.values():
+        copy.unlink()
+    shared = client_options(settings)["ssl_context"]
+    assert shared is producer_options(settings)["ssl_context"] is consumer_options(settings)["ssl_context"]
+    assert shared.verify_mode is ssl.CERT_REQUIRED and len(made_on) == 1
