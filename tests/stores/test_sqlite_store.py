@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 import time
 import uuid
@@ -12,6 +14,7 @@ import pytest
 
 from connector.errors import StoreUnavailableError
 from connector.models import Platform
+from connector.stores import sqlite as sqlite_store
 from connector.stores.base import ClaimStatus, DeliveryKey
 from connector.stores.sqlite import SqliteStore
 
@@ -66,5 +69,35 @@ async def test_a_lock_held_elsewhere_times_out_and_the_store_recovers(
         other_process_connection.execute("ROLLBACK")
         # No transaction was left open on the store's connection by the failed claim.
         assert (await store.claim(a_delivery(), "a", 60)).status is ClaimStatus.PROCEED
+    finally:
+        await store.close()
+
+
+def _deliveries_in_the_file(path: Path) -> int:
+    """Rows in the database file itself, the log (`-wal`) left out: what checkpoints copied there."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as connection:
+        tables = connection.execute("SELECT count(*) FROM sqlite_master WHERE name = 'deliveries'").fetchone()
+        if not tables[0]:
+            return 0
+        return int(connection.execute("SELECT count(*) FROM deliveries").fetchone()[0])
+
+
+async def test_commits_leave_the_checkpoint_to_a_thread_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A checkpoint syncs the disk; inside a commit it would hold every operation queued behind it.
+    # Fifty claims are far below SQLite's own threshold (1000 pages of log), so their rows reach the
+    # database file only through the store's checkpointer.
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL_S", 0.05)
+    path = tmp_path / "store.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        keys = [a_delivery() for _ in range(50)]
+        claims = await store.claim_many(keys, "replica-a", 60)
+        assert {claim.status for claim in claims} == {ClaimStatus.PROCEED}
+        async with asyncio.timeout(5):
+            while await asyncio.to_thread(_deliveries_in_the_file, path) < len(keys):  # noqa: ASYNC110 - a file
+                await asyncio.sleep(0.02)
     finally:
         await store.close()
