@@ -20,10 +20,13 @@ a power cut may lose the last commits, which costs at most a repeated request (a
 In WAL mode a commit then writes the log and never waits for the disk; only a checkpoint (copying
 the log into the database file) syncs. SQLite runs that checkpoint inside whichever commit crosses
 1000 pages of log, so every few hundred commits one of them, and every operation queued behind it,
-waited for the disk: on a busy disk, hundreds of milliseconds added to a delivery. Here the store's
-connection never checkpoints (`wal_autocheckpoint = 0`): a connection of its own, on a thread of
-its own, checkpoints every `CHECKPOINT_INTERVAL_S` after a commit (`PASSIVE`: it never blocks the
-store's writes, which go on into the log meanwhile).
+waited for the disk: on a busy disk, hundreds of milliseconds added to a delivery. Here a
+connection of its own, on a thread of its own, checkpoints every `CHECKPOINT_INTERVAL_S` after a
+commit (`PASSIVE`: it never blocks the store's writes, which go on into the log meanwhile), and the
+log starts over from its beginning at the first commit after a checkpoint that copied all of it.
+Under writes without a pause no such checkpoint comes (each ends behind the commits made while it
+ran), so SQLite's own checkpoint stays, at `WAL_LIMIT_PAGES` instead of 1000: it bounds the log,
+and finds most of it already copied and synced.
 """
 
 from __future__ import annotations
@@ -105,6 +108,8 @@ _ERRORS = (sqlite3.Error, OSError, ValueError)
 MAX_BATCH = 256
 #: How often the log is copied into the database file (when something was committed since).
 CHECKPOINT_INTERVAL_S = 1.0
+#: The log's size (pages of 4 KiB) at which a commit checkpoints in place, as SQLite does at 1000.
+WAL_LIMIT_PAGES = 10_000
 
 
 def _enable_wal(db: sqlite3.Connection, timeout_s: float) -> str:
@@ -177,8 +182,8 @@ class SqliteStore(BatchedStore):
             if mode != "wal":
                 log.warning("%s: journal mode is %s, not WAL", self._where, mode)
             db.execute("PRAGMA synchronous = NORMAL")
-            # Checkpoints are the checkpointer's (`_checkpoints`), never inside a commit.
-            db.execute("PRAGMA wal_autocheckpoint = 0")
+            # Checkpoints are the checkpointer's (`_checkpoints`); in a commit only past the limit.
+            db.execute(f"PRAGMA wal_autocheckpoint = {WAL_LIMIT_PAGES}")
             # Under the write lock, so two processes creating a fresh file at once do not race.
             db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
         except BaseException:

@@ -101,3 +101,30 @@ async def test_commits_leave_the_checkpoint_to_a_thread_of_its_own(
                 await asyncio.sleep(0.02)
     finally:
         await store.close()
+
+
+async def test_the_log_stays_bounded_under_writes_without_a_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each background checkpoint ends behind the commits made while it ran, so under writes that
+    # never pause, the log would only grow; past WAL_LIMIT_PAGES a commit checkpoints in place.
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL_S", 0.01)
+    monkeypatch.setattr(sqlite_store, "WAL_LIMIT_PAGES", 100)
+    path = tmp_path / "store.db"
+    log = Path(f"{path}-wal")
+    store = SqliteStore(path)
+    await store.open()
+    written = 0
+    largest = 0
+    try:
+        for _ in range(150):
+            keys = [a_delivery() for _ in range(32)]
+            await store.claim_many(keys, "replica-a", 60)
+            written += len(keys)
+            largest = max(largest, (await asyncio.to_thread(log.stat)).st_size)
+    finally:
+        await store.close()
+    page = 4096
+    assert written == 4800
+    # Far more was written than the limit (the log of a claim is a page or more).
+    assert largest <= 4 * 100 * page, f"the log reached {largest // page} pages"
