@@ -173,6 +173,12 @@ class SqliteStore(BatchedStore):
             raise
         self._thread = thread
         self._checkpointer = asyncio.create_task(self._checkpoints(), name="sqlite-checkpoints")
+        self._checkpointer.add_done_callback(self._checkpoints_ended)
+
+    def _checkpoints_ended(self, task: asyncio.Task[None]) -> None:
+        # Never silent: without the checkpointer, only commits past WAL_LIMIT_PAGES checkpoint.
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("%s: background checkpoints stopped: %r", self._where, exc, exc_info=exc)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._path, isolation_level=None)

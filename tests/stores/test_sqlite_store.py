@@ -128,3 +128,27 @@ async def test_the_log_stays_bounded_under_writes_without_a_pause(
     assert written == 4800
     # Far more was written than the limit (the log of a claim is a page or more).
     assert largest <= 4 * 100 * page, f"the log reached {largest // page} pages"
+
+
+async def test_a_checkpointer_that_dies_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL_S", 0.01)
+
+    def broken(db: sqlite3.Connection) -> None:
+        raise RuntimeError("a bug in the checkpointer")
+
+    monkeypatch.setattr(sqlite_store, "_checkpoint", broken)
+    store = SqliteStore(tmp_path / "store.db")
+    await store.open()
+    try:
+        await store.claim_many([a_delivery()], "replica-a", 60)
+        async with asyncio.timeout(5):
+            while "background checkpoints stopped" not in caplog.text:  # noqa: ASYNC110 - a log line
+                await asyncio.sleep(0.01)
+        # The store goes on without it.
+        claims = await store.claim_many([a_delivery()], "replica-a", 60)
+        assert claims[0].status is ClaimStatus.PROCEED
+    finally:
+        await store.close()
+    assert "a bug in the checkpointer" in caplog.text
