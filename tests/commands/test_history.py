@@ -55,6 +55,8 @@ class ScriptedPlatforms:
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
+        #: Set once the request that hangs arrived: its delivery was claimed before it was sent.
+        self.hanging = asyncio.Event()
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -63,6 +65,7 @@ class ScriptedPlatforms:
         if request.path.startswith("/vu/") and body["order"]["note"] == "v4":
             return web.json_response({"error": "order is locked"}, status=422)
         if request.path.startswith("/vm/") and body["customerNote"] == "v5":
+            self.hanging.set()
             await self.release.wait()
         return web.json_response({"ok": True})
 
@@ -154,6 +157,8 @@ async def test_history_shows_every_version_with_its_outcome_per_platform(
             60,
             "results of every delivery but the hanging one, and two DLQ copies",
         )
+    # Its result is not awaited: its request is, which comes after its claim (the pending row).
+    await asyncio.wait_for(platforms.hanging.wait(), 30)
 
     code, out, err = await history(env, order, "--json")
     assert code == 0, err
