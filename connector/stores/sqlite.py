@@ -232,7 +232,7 @@ class SqliteStore(BatchedStore):
             thread.shutdown(wait=False)
 
     def _checkpoint_connection(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self._path, isolation_level=None)
         db.execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
         return db
 
